@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.template import loader
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from crm import health
+from crm.forms import ApiTokenCreateForm
+from crm.models import User
+from crm.selectors import api_token_list, get_api_token_for_user, team_members
+from crm.services import api_token_create, api_token_revoke
+
+
+def _user(request: HttpRequest) -> User:
+    """The signed-in user; only called behind login_required."""
+    if not isinstance(request.user, User):
+        raise PermissionDenied
+    return request.user
+
+
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    user = _user(request)
+    return render(request, "crm/home.html", {"team": user.team, "members": team_members(user=user)})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def api_tokens(request: HttpRequest) -> HttpResponse:
+    user = _user(request)
+    new_key = None
+    form = ApiTokenCreateForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        token, new_key = api_token_create(user=user, name=form.cleaned_data["name"])
+        messages.success(request, f"Token “{token.name}” created. Copy the key now: it is shown only once.")
+        form = ApiTokenCreateForm()
+    response = render(
+        request, "crm/api_tokens.html", {"form": form, "tokens": api_token_list(user=user), "new_key": new_key}
+    )
+    # The page may carry a fresh key: never let a cache or the back button keep it.
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@login_required
+@require_POST
+def api_token_revoke_view(request: HttpRequest, token_id: int) -> HttpResponse:
+    token = get_api_token_for_user(user=_user(request), token_id=token_id)
+    api_token_revoke(token=token)
+    messages.success(request, f"Token “{token.name}” revoked.")
+    return redirect("api-tokens")
+
+
+@never_cache
+@require_GET
+def healthz(request: HttpRequest) -> HttpResponse:
+    """Liveness: answers while the process can serve a request; touches nothing else."""
+    return JsonResponse({"status": "ok"})
+
+
+@never_cache
+@require_GET
+def readyz(request: HttpRequest) -> HttpResponse:
+    """Readiness: database, broker and recordings storage; 503 naming each check that failed."""
+    results = health.run_checks()
+    failed = {name: reason for name, reason in results.items() if reason is not None}
+    body = {
+        "status": "ok" if not failed else "unavailable",
+        "checks": {name: ("ok" if reason is None else f"failed: {reason}") for name, reason in results.items()},
+        "failed": sorted(failed),
+    }
+    return JsonResponse(body, status=503 if failed else 200)
+
+
+def _wants_json(request: HttpRequest) -> bool:
+    return request.path.startswith("/api/") or "application/json" in request.headers.get("Accept", "")
+
+
+def page_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if _wants_json(request):
+        return JsonResponse({"detail": "Not found.", "code": "not_found"}, status=404)
+    return render(request, "404.html", {"path": request.path}, status=404)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    if _wants_json(request):
+        return JsonResponse({"detail": "Internal server error.", "code": "server_error"}, status=500)
+    # No context processors: whatever broke may be what they need.
+    return HttpResponse(loader.get_template("500.html").render(), status=500)

@@ -1,0 +1,65 @@
+"""factory_boy factories. Related rows stay consistent: a team's manager is a member of it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from factory.declarations import LazyAttribute, Sequence, SubFactory
+from factory.django import DjangoModelFactory
+from factory.helpers import post_generation
+
+from crm.models import ApiToken, Team, User
+from crm.services import api_token_create
+
+TEST_PASSWORD = "correct-horse-battery-staple"
+
+
+class TeamFactory(DjangoModelFactory[Team]):
+    class Meta:
+        model = Team
+        django_get_or_create = ("name",)
+
+    name = Sequence(lambda n: f"Team {n}")
+    manager = None
+
+
+def _set_password(user: User, create: bool, extracted: str | None, **kwargs: Any) -> None:
+    user.set_password(extracted or TEST_PASSWORD)
+    if create:
+        user.save(update_fields=["password"])
+
+
+def _manage_own_team(user: User, create: bool, extracted: Any, **kwargs: Any) -> None:
+    if create and user.team is not None and user.team.manager_id is None:
+        user.team.manager = user
+        user.team.save(update_fields=["manager"])
+
+
+class UserFactory(DjangoModelFactory[User]):
+    class Meta:
+        model = User
+        django_get_or_create = ("username",)
+        skip_postgeneration_save = True
+
+    username = Sequence(lambda n: f"user{n}")
+    email = LazyAttribute(lambda u: f"{u.username}@example.com")
+    first_name = LazyAttribute(lambda u: u.username.capitalize())
+    role = User.Role.AGENT
+    team = SubFactory(TeamFactory)
+    password = post_generation(_set_password)
+
+
+class ManagerFactory(UserFactory):
+    role = User.Role.MANAGER
+    manages_team = post_generation(_manage_own_team)
+
+
+class AdminFactory(UserFactory):
+    role = User.Role.ADMIN
+    team = None  # type: ignore[assignment]  # admins belong to no team
+    is_staff = True
+    is_superuser = True
+
+
+def make_token(user: User, name: str = "test") -> tuple[ApiToken, str]:
+    return api_token_create(user=user, name=name)
