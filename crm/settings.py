@@ -21,6 +21,9 @@ django_stubs_ext.monkeypatch()
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
+# A variable set to "" counts as unset: in a .env file `SESSION_COOKIE_SECURE=` must fall back to the safe default,
+# not turn secure cookies off (django-environ would read it as False).
+env.ENVIRON = {name: value for name, value in os.environ.items() if value != ""}
 
 
 def _secret(name: str, default: str = "") -> str:
@@ -72,6 +75,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: load balancers and orchestrators probe by IP, which ALLOWED_HOSTS (rightly) refuses elsewhere.
+    "crm.middleware.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
@@ -110,6 +115,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The embedded mode runs the web server and a Celery worker against one file: WAL lets readers proceed
     # while one writes, IMMEDIATE transactions take the write lock up front instead of failing on upgrade,
     # and busy_timeout makes a writer wait rather than raise "database is locked".
+    # Tests use a file, not memory, so that a real Celery worker process can open the same test database.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
     DATABASES["default"]["OPTIONS"] = {
         "transaction_mode": "IMMEDIATE",
         "timeout": 20,
@@ -246,6 +253,7 @@ CORS_EXPOSE_HEADERS = ["Location", "X-Session-ID"]
 
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
 CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=f"file://{VAR_DIR / 'celery' / 'results'}")
+(VAR_DIR / "celery").mkdir(parents=True, exist_ok=True)
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # Embedded mode: messages are files under var/celery, so a real worker runs with no broker server.
     _broker_dir = VAR_DIR / "celery" / "broker"
@@ -280,7 +288,10 @@ CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=30 * 60)
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=25 * 60)
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
-CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celery" / "beat-schedule")
+CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=2)
+CELERY_BEAT_SCHEDULE_FILENAME = env.str(
+    "CELERY_BEAT_SCHEDULE_FILENAME", default=str(VAR_DIR / "celery" / "beat-schedule")
+)
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "clear-expired-login-sessions": {"task": "crm.tasks.clear_expired_login_sessions", "schedule": 24 * 3600},
 }

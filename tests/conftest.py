@@ -11,9 +11,13 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from django.test import Client
@@ -23,6 +27,7 @@ from crm.models import Team, User
 from tests.factories import AdminFactory, ManagerFactory, TeamFactory, UserFactory, make_token
 
 REQUIRE_ALL = os.environ.get("CALLBOOK_REQUIRE_ALL") == "1"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -129,3 +134,54 @@ def api_client_for() -> Any:
         return client
 
     return make
+
+
+def _test_database_url() -> str:
+    """DATABASE_URL of the database the tests run on (pytest-django's test database, not the real one)."""
+    from django.db import connection
+
+    name = connection.settings_dict["NAME"]
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{name}"
+    parts = urlsplit(os.environ["DATABASE_URL"])
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@pytest.fixture
+def celery_worker(django_db_setup: None, django_db_blocker: Any, tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
+    """A real `celery worker` process on the configured broker, using the test database and storage.
+
+    Rows a test wants the worker to see must be committed: use it with ``transactional_db``.
+    """
+    from django.conf import settings
+
+    log = tmp_path / "worker.log"
+    env = {
+        **os.environ,
+        "DATABASE_URL": _test_database_url(),
+        "RECORDINGS_ROOT": str(settings.RECORDINGS_ROOT),
+    }
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "crm", "worker", "--pool", "solo", "--loglevel", "INFO"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while "ready." not in log.read_text():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"celery worker did not start:\n{log.read_text()[-3000:]}")
+            time.sleep(0.2)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        if proc.returncode not in (0, -15):
+            print(f"worker log:\n{log.read_text()[-3000:]}")

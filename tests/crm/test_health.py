@@ -79,3 +79,13 @@ def test_it_answers_503_naming_the_database_when_it_fails(monkeypatch: pytest.Mo
     assert response.status_code == 503
     assert response.json()["failed"] == ["database"]
     assert response.json()["checks"]["database"] == "failed: OperationalError: connection refused"
+
+
+def test_it_answers_probes_by_ip_over_plain_http_even_in_production_mode(settings):
+    settings.ALLOWED_HOSTS = ["callbook.example.com"]
+    settings.SECURE_SSL_REDIRECT = True
+    client = Client(HTTP_HOST="10.1.2.3:8000")
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/readyz").status_code == 200
+    # Every other path still refuses the unknown host.
+    assert client.get("/accounts/login/").status_code == 400

@@ -65,3 +65,9 @@ def test_it_passes_check_deploy_with_no_warning_for_the_documented_production_se
     result = run_manage("check", "--deploy", "--fail-level", "WARNING", env=PRODUCTION_ENV)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues (0 silenced)." in result.stdout
+
+
+def test_it_treats_a_blank_variable_as_unset_so_safe_defaults_hold():
+    env = {**PRODUCTION_ENV, "SESSION_COOKIE_SECURE": "", "CSRF_COOKIE_SECURE": "", "SECURE_HSTS_SECONDS": ""}
+    result = run_manage("check", "--deploy", "--fail-level", "WARNING", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
