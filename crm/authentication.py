@@ -24,7 +24,11 @@ class BearerTokenAuthentication(BaseAuthentication):
             raw_key = parts[1].decode("ascii")
         except UnicodeDecodeError:
             raise exceptions.AuthenticationFailed(_("Invalid token: it must be ASCII.")) from None
-        token = ApiToken.objects.select_related("user").filter(key_hash=api_token_hash(raw_key)).first()
+        token = (
+            ApiToken.objects.select_related("user", "user__integration")
+            .filter(key_hash=api_token_hash(raw_key))
+            .first()
+        )
         if token is None or not token.is_active:
             raise exceptions.AuthenticationFailed(_("Invalid, expired or revoked token."))
         if not token.user.is_active:

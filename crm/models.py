@@ -37,18 +37,26 @@ class User(AbstractUser):
         AGENT = "agent", "Agent (sales staff)"
         MANAGER = "manager", "Manager"
         ADMIN = "admin", "Admin"
+        # The service account behind an integration (calls.Source): authenticates with an API token only.
+        INTEGRATION = "integration", "Integration"
 
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.AGENT)
     team = models.ForeignKey(Team, on_delete=models.SET_NULL, null=True, blank=True, related_name="members")
 
     class Meta:
         constraints = [
-            models.CheckConstraint(condition=Q(role__in=["agent", "manager", "admin"]), name="user_role_valid"),
+            models.CheckConstraint(
+                condition=Q(role__in=["agent", "manager", "admin", "integration"]), name="user_role_valid"
+            ),
         ]
 
     @property
     def is_manager(self) -> bool:
         return self.role == self.Role.MANAGER
+
+    @property
+    def is_integration(self) -> bool:
+        return self.role == self.Role.INTEGRATION
 
     @property
     def is_admin(self) -> bool:

@@ -190,6 +190,8 @@ if RECORDINGS_S3_BUCKET:
             "querystring_auth": True,
             "querystring_expire": env.int("RECORDINGS_SIGNED_URL_TTL", default=300),
             "file_overwrite": False,
+            # SigV4: buckets created since 2020 refuse the older signatures botocore picks for some regions.
+            "signature_version": "s3v4",
         },
     }
 else:

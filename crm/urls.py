@@ -5,11 +5,13 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from calls.urls import api_urlpatterns as calls_api
 from crm import views
 from crm.api import ApiRootView
 
 api_patterns = [
     path("", ApiRootView.as_view(), name="api-root"),
+    *calls_api,
 ]
 
 urlpatterns = [

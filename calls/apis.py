@@ -1,0 +1,340 @@
+"""REST endpoints for call sessions under /api/crm/. Each view parses input, checks access through the
+selectors, calls one service and renders; domain errors become JSON ``{"detail", "code"}`` answers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpResponseBase
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import exceptions, permissions, serializers, status
+from rest_framework.pagination import CursorPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from calls import serializers as s
+from calls.models import CallSession, Note, Recording
+from calls.selectors import (
+    SessionFilters,
+    SessionNotFound,
+    call_session_list,
+    get_call_session_by_external_id,
+    get_call_session_for_user,
+    integration_of,
+)
+from calls.services import (
+    EventInput,
+    ExternalIdConflict,
+    NotAllowed,
+    SessionInput,
+    SessionInputError,
+    call_event_record,
+    call_event_report,
+    call_session_archive,
+    call_session_create,
+    call_session_get_or_adopt,
+    call_session_update,
+    note_create,
+    note_update,
+)
+from calls.signatures import SIGNATURE_HEADER, SignatureInvalid, signature_verify
+from calls.storage import recordings_storage
+from calls.streaming import RecordingFileMissing, storage_file_response
+from crm.models import User
+
+
+class SessionNotFoundError(exceptions.NotFound):
+    default_detail = "Call session not found."
+    default_code = "session_not_found"
+
+
+class RecordingNotFoundError(exceptions.NotFound):
+    default_detail = "This call session has no playable recording."
+    default_code = "recording_not_found"
+
+
+class BadInput(exceptions.APIException):
+    status_code = 400
+    default_code = "invalid"
+
+
+class Conflict(exceptions.APIException):
+    status_code = 409
+    default_code = "conflict"
+
+
+class SignedIntegrationWrites(permissions.BasePermission):
+    """Writes from an integration that has a signing secret must carry a valid, fresh, unreplayed signature."""
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        if request.method in permissions.SAFE_METHODS or not isinstance(request.user, User):
+            return True
+        integration = integration_of(request.user)
+        if integration is None or not integration.signing_secret:
+            return True
+        try:
+            signature_verify(
+                secret=integration.signing_secret, header=request.headers.get(SIGNATURE_HEADER), body=request.body
+            )
+        except SignatureInvalid as exc:
+            raise exceptions.AuthenticationFailed(str(exc), code="invalid_signature") from exc
+        return True
+
+
+ERROR_RESPONSES = {
+    400: OpenApiResponse(description="Invalid input: `{detail, code, errors?}`."),
+    401: OpenApiResponse(description="Missing or invalid token, or (for signing integrations) bad signature."),
+    404: OpenApiResponse(description='`{"detail": "Call session not found.", "code": "session_not_found"}`'),
+}
+
+
+class CallsApiView(APIView):
+    permission_classes = [permissions.IsAuthenticated, SignedIntegrationWrites]
+
+    def handle_exception(self, exc: Exception) -> Response:
+        if isinstance(exc, SessionNotFound):
+            exc = SessionNotFoundError()
+        elif isinstance(exc, RecordingFileMissing):
+            exc = RecordingNotFoundError("The recording file is missing from storage.")
+        elif isinstance(exc, SessionInputError):
+            exc = BadInput(str(exc), code=exc.code)
+        elif isinstance(exc, ExternalIdConflict):
+            exc = Conflict(str(exc), code="external_id_conflict")
+        elif isinstance(exc, NotAllowed):
+            exc = exceptions.PermissionDenied(str(exc))
+        return super().handle_exception(exc)
+
+    @property
+    def actor(self) -> User:
+        user = self.request.user
+        if not isinstance(user, User):
+            raise exceptions.NotAuthenticated()
+        return user
+
+    def parse(self, serializer_class: type[serializers.Serializer[Any]], data: Any) -> dict[str, Any]:
+        serializer = serializer_class(data=data)
+        serializer.is_valid(raise_exception=True)
+        return dict(serializer.validated_data)
+
+    def detail_response(self, session: CallSession, *, code: int = 200, adopted: bool = False) -> Response:
+        context = {"request": self.request, "adopted": adopted}
+        return Response(s.CallSessionDetailOutputSerializer(session, context=context).data, status=code)
+
+
+class SessionCursorPagination(CursorPagination):
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 200
+    ordering = "-created_at"
+
+    def get_ordering(self, request: Request, queryset: Any, view: Any) -> tuple[str, ...]:
+        wanted = request.query_params.get("ordering", "-created_at")
+        # created_at never changes and never is NULL: what a stable cursor needs; the id breaks ties.
+        return ("created_at", "id") if wanted == "created_at" else ("-created_at", "-id")
+
+
+SESSION_HEADERS = [
+    OpenApiParameter("Location", OpenApiTypes.URI, OpenApiParameter.HEADER, response=[200, 201], description="URL."),
+    OpenApiParameter("X-Session-ID", OpenApiTypes.UUID, OpenApiParameter.HEADER, response=[200, 201]),
+]
+
+
+class SessionListCreateApi(CallsApiView):
+    pagination_class = SessionCursorPagination
+
+    @extend_schema(
+        operation_id="sessions_list",
+        parameters=[s.SessionFilterInputSerializer],
+        responses={200: s.CallSessionOutputSerializer(many=True), **ERROR_RESPONSES},
+    )
+    def get(self, request: Request) -> Response:
+        params = self.parse(s.SessionFilterInputSerializer, request.query_params)
+        params.pop("ordering", None)
+        statuses = params.pop("status", None)
+        filters = SessionFilters(status=sorted(statuses) if statuses else None, **params)
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(call_session_list(user=self.actor, filters=filters), request, view=self)
+        data = s.CallSessionOutputSerializer(page, many=True, context={"request": request}).data
+        return paginator.get_paginated_response(data)
+
+    @extend_schema(
+        operation_id="sessions_create",
+        request=s.CallSessionCreateInputSerializer,
+        responses={
+            201: s.CallSessionDetailOutputSerializer,
+            200: OpenApiResponse(s.CallSessionDetailOutputSerializer, "The session for this external_id existed."),
+            409: OpenApiResponse(description="The source/external_id pair belongs to a session you cannot see."),
+            **ERROR_RESPONSES,
+        },
+        parameters=SESSION_HEADERS,
+        description="Creates a session with a server-minted id. With `source` + `external_id` it is idempotent: "
+        "the same pair again answers 200 with the existing session.",
+    )
+    def post(self, request: Request) -> Response:
+        data = self.parse(s.CallSessionCreateInputSerializer, request.data)
+        session, created = call_session_create(actor=self.actor, data=SessionInput(**data))
+        response = self.detail_response(session, code=201 if created else 200)
+        response["Location"] = request.build_absolute_uri(f"/api/crm/sessions/{session.pk}")
+        response["X-Session-ID"] = str(session.pk)
+        return response
+
+
+class SessionDetailApi(CallsApiView):
+    @extend_schema(
+        operation_id="sessions_retrieve",
+        responses={200: s.CallSessionDetailOutputSerializer, **ERROR_RESPONSES},
+        description="The session with its events, recording, transcript and notes. A well-formed id with no row "
+        "whose recording folder exists in storage is adopted (`adopted: true`).",
+    )
+    def get(self, request: Request, session_id: str) -> Response:
+        session, adopted = call_session_get_or_adopt(user=self.actor, session_id=session_id)
+        return self.detail_response(session, adopted=adopted)
+
+    @extend_schema(
+        operation_id="sessions_partial_update",
+        request=s.CallSessionUpdateInputSerializer,
+        responses={200: s.CallSessionDetailOutputSerializer, 403: OpenApiResponse(), **ERROR_RESPONSES},
+    )
+    def patch(self, request: Request, session_id: str) -> Response:
+        session = get_call_session_for_user(user=self.actor, session_id=session_id)
+        changes = self.parse(s.CallSessionUpdateInputSerializer, request.data)
+        call_session_update(actor=self.actor, session=session, changes=changes)
+        return self.detail_response(get_call_session_for_user(user=self.actor, session_id=session_id, details=True))
+
+    @extend_schema(
+        operation_id="sessions_destroy",
+        responses={204: None, 403: OpenApiResponse(description="Admins only."), **ERROR_RESPONSES},
+        description="Archives the session (admins only). Its events and recording files are kept.",
+    )
+    def delete(self, request: Request, session_id: str) -> Response:
+        session = get_call_session_for_user(user=self.actor, session_id=session_id)
+        call_session_archive(actor=self.actor, session=session)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class SessionByExternalIdApi(CallsApiView):
+    @extend_schema(
+        operation_id="sessions_by_external_id",
+        responses={200: s.CallSessionDetailOutputSerializer, **ERROR_RESPONSES},
+    )
+    def get(self, request: Request, source: str, external_id: str) -> Response:
+        session = get_call_session_by_external_id(user=self.actor, source=source, external_id=external_id)
+        return self.detail_response(session)
+
+
+def _event_response(result_session: CallSession, event: Any, created: bool, **extra: Any) -> Response:
+    body = {
+        "duplicate": not created,
+        "session_id": result_session.pk,
+        "status": result_session.status,
+        "event": s.CallEventOutputSerializer(event).data,
+        **extra,
+    }
+    return Response(body, status=201 if created else 200, headers={"X-Session-ID": str(result_session.pk)})
+
+
+class SessionEventsApi(CallsApiView):
+    @extend_schema(
+        operation_id="sessions_events_create",
+        request=s.CallEventInputSerializer,
+        responses={
+            201: s.EventResultOutputSerializer,
+            200: OpenApiResponse(s.EventResultOutputSerializer, "Already recorded: `duplicate: true`."),
+            **ERROR_RESPONSES,
+        },
+        parameters=[OpenApiParameter(SIGNATURE_HEADER, str, OpenApiParameter.HEADER, required=False)],
+    )
+    def post(self, request: Request, session_id: str) -> Response:
+        session = get_call_session_for_user(user=self.actor, session_id=session_id)
+        data = self.parse(s.CallEventInputSerializer, request.data)
+        result = call_event_record(session_id=session.pk, event=EventInput(**data))
+        return _event_response(result.session, result.event, result.created)
+
+
+class EventWebhookApi(CallsApiView):
+    @extend_schema(
+        operation_id="events_report",
+        request=s.WebhookEventInputSerializer,
+        responses={
+            201: s.EventResultOutputSerializer,
+            200: OpenApiResponse(s.EventResultOutputSerializer, "Already recorded: `duplicate: true`."),
+            409: OpenApiResponse(description="The source/external_id pair belongs to a session you cannot see."),
+            **ERROR_RESPONSES,
+        },
+        parameters=[
+            OpenApiParameter(SIGNATURE_HEADER, str, OpenApiParameter.HEADER, required=False),
+            OpenApiParameter("X-Session-ID", OpenApiTypes.UUID, OpenApiParameter.HEADER, response=[200, 201]),
+        ],
+        description="For voice agents that do not know Callbook's id: names the call by `source` + "
+        "`external_id`. The first event of an unknown call creates its session (origin `direct`).",
+    )
+    def post(self, request: Request) -> Response:
+        data = self.parse(s.WebhookEventInputSerializer, request.data)
+        event = EventInput(
+            type=data.pop("type"),
+            event_id=data.pop("event_id"),
+            occurred_at=data.pop("occurred_at", None),
+            data=data.pop("data"),
+        )
+        source, external_id = data.pop("source", None), data.pop("external_id")
+        result, session_created = call_event_report(
+            actor=self.actor, source=source, external_id=external_id, event=event, session_data=SessionInput(**data)
+        )
+        return _event_response(result.session, result.event, result.created, session_created=session_created)
+
+
+class SessionNotesApi(CallsApiView):
+    @extend_schema(
+        operation_id="sessions_notes_create",
+        request=s.NoteInputSerializer,
+        responses={201: s.NoteOutputSerializer, **ERROR_RESPONSES},
+    )
+    def post(self, request: Request, session_id: str) -> Response:
+        session = get_call_session_for_user(user=self.actor, session_id=session_id)
+        data = self.parse(s.NoteInputSerializer, request.data)
+        note = note_create(author=self.actor, session=session, body=data["body"])
+        return Response(s.NoteOutputSerializer(note).data, status=201)
+
+
+class SessionNoteDetailApi(CallsApiView):
+    @extend_schema(
+        operation_id="sessions_notes_partial_update",
+        request=s.NoteInputSerializer,
+        responses={200: s.NoteOutputSerializer, 403: OpenApiResponse(description="Not the author."), **ERROR_RESPONSES},
+    )
+    def patch(self, request: Request, session_id: str, note_id: int) -> Response:
+        session = get_call_session_for_user(user=self.actor, session_id=session_id)
+        note = Note.objects.select_related("author").filter(session=session, pk=note_id).first()
+        if note is None:
+            raise exceptions.NotFound("Note not found.")
+        data = self.parse(s.NoteInputSerializer, request.data)
+        return Response(s.NoteOutputSerializer(note_update(actor=self.actor, note=note, body=data["body"])).data)
+
+
+class SessionRecordingApi(CallsApiView):
+    @extend_schema(
+        operation_id="sessions_recording_retrieve",
+        responses={
+            (200, "audio/*"): OpenApiTypes.BINARY,
+            (206, "audio/*"): OpenApiTypes.BINARY,
+            302: OpenApiResponse(description="Redirect to a short-lived signed URL (S3 storage)."),
+            404: OpenApiResponse(description="No session, or no playable recording (`recording_not_found`)."),
+            416: OpenApiResponse(description="Range not satisfiable."),
+        },
+        parameters=[OpenApiParameter("Range", str, OpenApiParameter.HEADER, required=False)],
+    )
+    def get(self, request: Request, session_id: str) -> HttpResponseBase:
+        session = get_call_session_for_user(user=self.actor, session_id=session_id)
+        recording = Recording.objects.filter(session=session, status=Recording.Status.AVAILABLE).first()
+        if recording is None:
+            raise RecordingNotFoundError()
+        return storage_file_response(
+            request=request._request,
+            storage=recordings_storage(),
+            name=recording.file,
+            content_type=recording.content_type or "application/octet-stream",
+            filename=f"{session.pk}.{recording.format or 'bin'}",
+            etag=f'"{recording.sha256}"' if recording.sha256 else None,
+        )

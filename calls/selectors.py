@@ -1,0 +1,149 @@
+"""Reads of call sessions. Every page and endpoint reaches a session through ``get_call_session_for_user``
+or lists through ``call_session_list``, so one rule decides who sees what:
+
+- admins see every session;
+- managers see the sessions of the teams they manage (and their own);
+- agents see their own sessions;
+- integrations see the sessions whose ``source`` is their name;
+- archived sessions are visible to nobody through the app (admins still find them in Django admin).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import Prefetch, Q, QuerySet
+
+from calls.models import CallEvent, CallSession, Note, Source, TranscriptSegment
+from crm.models import Team, User
+
+_SESSION_ID_RE = re.compile(r"\A[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z")
+
+
+class SessionNotFound(Exception):
+    """The session does not exist, is archived, or is not the user's to see: callers answer 404 alike."""
+
+    def __init__(self, session_id: str = "") -> None:
+        super().__init__(f"Call session not found: {session_id[:100]!r}")
+        self.session_id = session_id
+
+
+def parse_session_id(raw: str) -> uuid.UUID | None:
+    """The canonical 8-4-4-4-12 form only: nothing else from a URL ever reaches a storage key."""
+    if len(raw) != 36 or not _SESSION_ID_RE.match(raw):
+        return None
+    return uuid.UUID(raw)
+
+
+def integration_of(user: User) -> Source | None:
+    if not user.is_integration:
+        return None
+    try:
+        source = user.integration
+    except Source.DoesNotExist:
+        return None
+    return source if source.is_active else None
+
+
+def visible_sessions_q(*, user: User) -> Q | None:
+    """The filter of sessions ``user`` may see; ``None`` means all of them."""
+    if user.is_admin:
+        return None
+    if user.is_integration:
+        source = integration_of(user)
+        return Q(source=source.name) if source is not None else Q(pk__in=[])
+    if user.is_manager:
+        managed = Team.objects.filter(manager=user).values("id")
+        return Q(team_id__in=managed) | Q(owner=user)
+    return Q(owner=user)
+
+
+def visible_sessions(*, user: User) -> QuerySet[CallSession]:
+    queryset = CallSession.objects.filter(archived_at__isnull=True)
+    condition = visible_sessions_q(user=user)
+    return queryset if condition is None else queryset.filter(condition)
+
+
+def _with_details(queryset: QuerySet[CallSession]) -> QuerySet[CallSession]:
+    return queryset.select_related("owner", "team", "campaign", "contact", "recording", "transcript").prefetch_related(
+        Prefetch("events", queryset=CallEvent.objects.order_by("occurred_at", "id")),
+        Prefetch("notes", queryset=Note.objects.select_related("author").order_by("created_at", "id")),
+        Prefetch("transcript__segments", queryset=TranscriptSegment.objects.order_by("position")),
+    )
+
+
+def get_call_session_for_user(*, user: User, session_id: str, details: bool = False) -> CallSession:
+    """The one access helper for a session: raises SessionNotFound for missing and for not-yours alike."""
+    parsed = parse_session_id(session_id)
+    if parsed is None:
+        raise SessionNotFound(session_id)
+    queryset = visible_sessions(user=user)
+    if details:
+        queryset = _with_details(queryset)
+    try:
+        return queryset.get(pk=parsed)
+    except CallSession.DoesNotExist:
+        raise SessionNotFound(session_id) from None
+
+
+def get_call_session_by_external_id(*, user: User, source: str, external_id: str) -> CallSession:
+    if not source or not external_id:
+        raise SessionNotFound(f"{source}/{external_id}")
+    try:
+        return _with_details(visible_sessions(user=user)).get(source=source, external_id=external_id)
+    except CallSession.DoesNotExist:
+        raise SessionNotFound(f"{source}/{external_id}") from None
+
+
+@dataclass(frozen=True)
+class SessionFilters:
+    status: list[str] | None = None
+    direction: str | None = None
+    owner: str | None = None
+    team: str | None = None
+    campaign: int | None = None
+    source: str | None = None
+    started_after: datetime | None = None
+    started_before: datetime | None = None
+    has_recording: bool | None = None
+    q: str | None = None
+
+
+def call_session_list(*, user: User, filters: SessionFilters) -> QuerySet[CallSession]:
+    """Visible sessions matching ``filters``; joins only what a list row shows, so the query count is fixed."""
+    queryset = visible_sessions(user=user).select_related("owner", "team", "recording")
+    if filters.status:
+        queryset = queryset.filter(status__in=filters.status)
+    if filters.direction:
+        queryset = queryset.filter(direction=filters.direction)
+    if filters.owner:
+        queryset = queryset.filter(owner__username=filters.owner)
+    if filters.team:
+        queryset = queryset.filter(team__name=filters.team)
+    if filters.campaign is not None:
+        queryset = queryset.filter(campaign_id=filters.campaign)
+    if filters.source:
+        queryset = queryset.filter(source=filters.source)
+    if filters.started_after:
+        queryset = queryset.filter(started_at__gte=filters.started_after)
+    if filters.started_before:
+        queryset = queryset.filter(started_at__lt=filters.started_before)
+    if filters.has_recording is not None:
+        available = Q(recording_status=CallSession.RecordingStatus.AVAILABLE)
+        queryset = queryset.filter(available if filters.has_recording else ~available)
+    if filters.q:
+        queryset = queryset.filter(call_session_search_q(filters.q))
+    return queryset
+
+
+def call_session_search_q(text: str) -> Q:
+    """Text search in transcripts and phone numbers."""
+    term = text.strip()
+    digits = re.sub(r"\D", "", term)
+    condition = Q(transcript__text__icontains=term) | Q(external_id=term)
+    if len(digits) >= 3:
+        condition |= Q(from_number__contains=digits) | Q(to_number__contains=digits)
+    return condition

@@ -1,0 +1,40 @@
+"""Celery tasks of the calls app. Each takes ids, calls one service and is safe to run twice."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from celery import shared_task
+from django.db import OperationalError
+
+from calls import ingest
+
+logger = logging.getLogger(__name__)
+
+# Transient: the database or the storage blinked. Anything else is a property of the file, retried never.
+TRANSIENT_ERRORS = (OperationalError, ConnectionError, TimeoutError, ingest.StorageUnavailable)
+
+
+@shared_task(
+    acks_late=True,
+    autoretry_for=TRANSIENT_ERRORS,
+    retry_backoff=5,
+    retry_backoff_max=600,
+    retry_jitter=True,
+    max_retries=8,
+)
+def ingest_session(session_id: str) -> str:
+    """Ingest the recording (and transcript) of one session; returns the recording's resulting status."""
+    return ingest.session_ingest(session_id=uuid.UUID(session_id))
+
+
+def ingest_enqueue(*, session_id: uuid.UUID) -> bool:
+    """Queue an ingest. If the broker is down the recording stays ``pending`` in the database, where the
+    periodic retry finds it: nothing is lost, and the request that triggered it still succeeds."""
+    try:
+        ingest_session.delay(str(session_id))
+    except Exception as exc:  # broker errors come from kombu, redis-py or amqp, with no common base class
+        logger.warning("could not queue ingest of %s (will be retried from the database): %s", session_id, exc)
+        return False
+    return True
