@@ -6,7 +6,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.http import HttpRequest
 
-from calls.models import CallEvent, CallSession, Note, Recording, Source, Transcript, TranscriptSegment
+from calls.models import CallEvent, CallSession, Note, Recording, Source, StorageFolder, Transcript, TranscriptSegment
 from calls.services import source_create
 
 
@@ -125,3 +125,16 @@ class SourceAdmin(admin.ModelAdmin[Source]):
         )
         obj.pk, obj.user = source.pk, source.user
         messages.warning(request, f"API token for {source.name} (shown once, copy it now): {key}")
+
+
+@admin.register(StorageFolder)
+class StorageFolderAdmin(admin.ModelAdmin[StorageFolder]):
+    """The orphan sweep's ledger; deleting an entry makes the next sweep look at that folder again."""
+
+    list_display = ("session_id", "state", "checked_at")
+    list_filter = ("state",)
+    search_fields = ("=session_id",)
+    readonly_fields = ("session_id", "state", "checked_signature", "checked_at")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False

@@ -48,7 +48,10 @@ def _time(meta: dict[str, Any], key: str, problems: list[str]) -> datetime | Non
     value = meta.get(key)
     if value is None:
         return None
-    parsed = parse_datetime(value) if isinstance(value, str) else None
+    try:
+        parsed = parse_datetime(value) if isinstance(value, str) else None
+    except ValueError:  # well formed but impossible, e.g. February 30th
+        parsed = None
     if parsed is None:
         problems.append(f"meta.json: {key} is not an ISO 8601 time; ignored.")
         return None
@@ -114,13 +117,14 @@ def orphan_adopt(*, session_id: uuid.UUID, requester: User | None) -> CallSessio
         return None
     ownership = read_ownership(folder=folder)
     owner, team = ownership.owner, ownership.team
+    integration = integration_of(requester) if requester is not None else None
+    if integration is not None and not (folder.meta or {}).get("source"):
+        # An integration asking for a folder adopts it as its own call unless meta.json names another source.
+        ownership.fields["source"] = integration.name
     if owner is None and requester is not None:
-        integration = integration_of(requester)
         if integration is not None:
             owner = integration.default_owner
             team = team or integration.default_team
-            if not folder.meta or "source" not in folder.meta:
-                ownership.fields["source"] = integration.name
         elif requester.is_manager or requester.is_admin:
             owner, team = requester, team or requester.team
         else:

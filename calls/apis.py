@@ -42,6 +42,7 @@ from calls.services import (
 from calls.signatures import SIGNATURE_HEADER, SignatureInvalid, signature_verify
 from calls.storage import recordings_storage
 from calls.streaming import RecordingFileMissing, storage_file_response
+from calls.uploads import TRANSCRIPT_TYPES, UploadRejected, recording_upload, transcript_upload
 from crm.models import User
 
 
@@ -70,6 +71,9 @@ class SignedIntegrationWrites(permissions.BasePermission):
 
     def has_permission(self, request: Request, view: APIView) -> bool:
         if request.method in permissions.SAFE_METHODS or not isinstance(request.user, User):
+            return True
+        if getattr(view, "signature_exempt", False):
+            # Audio uploads are streamed, not held in memory to be hashed: the token authenticates them.
             return True
         integration = integration_of(request.user)
         if integration is None or not integration.signing_secret:
@@ -104,6 +108,10 @@ class CallsApiView(APIView):
             exc = Conflict(str(exc), code="external_id_conflict")
         elif isinstance(exc, NotAllowed):
             exc = exceptions.PermissionDenied(str(exc))
+        elif isinstance(exc, UploadRejected):
+            rejected = exceptions.APIException(str(exc), code=exc.code)
+            rejected.status_code = exc.status
+            exc = rejected
         return super().handle_exception(exc)
 
     @property
@@ -113,8 +121,18 @@ class CallsApiView(APIView):
             raise exceptions.NotAuthenticated()
         return user
 
-    def parse(self, serializer_class: type[serializers.Serializer[Any]], data: Any) -> dict[str, Any]:
+    def parse(
+        self,
+        serializer_class: type[serializers.Serializer[Any]],
+        data: Any,
+        *,
+        also_allowed: frozenset[str] = frozenset(),
+    ) -> dict[str, Any]:
         serializer = serializer_class(data=data)
+        # A field the client sends that we would not store is an error, not something to drop in silence.
+        unknown = set(data.keys()) - set(serializer.fields) - also_allowed if hasattr(data, "keys") else set()
+        if unknown:
+            raise exceptions.ValidationError({name: ["Unknown or read-only field."] for name in sorted(unknown)})
         serializer.is_valid(raise_exception=True)
         return dict(serializer.validated_data)
 
@@ -135,6 +153,8 @@ class SessionCursorPagination(CursorPagination):
         return ("created_at", "id") if wanted == "created_at" else ("-created_at", "-id")
 
 
+PAGINATION_PARAMS = frozenset({"cursor", "page_size", "format"})
+
 SESSION_HEADERS = [
     OpenApiParameter("Location", OpenApiTypes.URI, OpenApiParameter.HEADER, response=[200, 201], description="URL."),
     OpenApiParameter("X-Session-ID", OpenApiTypes.UUID, OpenApiParameter.HEADER, response=[200, 201]),
@@ -150,7 +170,7 @@ class SessionListCreateApi(CallsApiView):
         responses={200: s.CallSessionOutputSerializer(many=True), **ERROR_RESPONSES},
     )
     def get(self, request: Request) -> Response:
-        params = self.parse(s.SessionFilterInputSerializer, request.query_params)
+        params = self.parse(s.SessionFilterInputSerializer, request.query_params, also_allowed=PAGINATION_PARAMS)
         params.pop("ordering", None)
         statuses = params.pop("status", None)
         filters = SessionFilters(status=sorted(statuses) if statuses else None, **params)
@@ -313,7 +333,48 @@ class SessionNoteDetailApi(CallsApiView):
         return Response(s.NoteOutputSerializer(note_update(actor=self.actor, note=note, body=data["body"])).data)
 
 
+def _upload_body(request: Request) -> tuple[Any, int | None, str | None]:
+    """The uploaded bytes as a stream: the ``file`` part of a multipart form, or the raw request body."""
+    django_request = request._request
+    if request.content_type.startswith("multipart/form-data"):
+        # DRF's parser, not Django's: Django fills FILES for POST only, and uploads are PUT.
+        upload = request.FILES.get("file")
+        if upload is None:
+            raise BadInput("A multipart upload needs its file in a part named 'file'.", code="missing_file")
+        return upload, upload.size, upload.name
+    length = django_request.META.get("CONTENT_LENGTH")
+    return django_request, int(length) if length and length.isdigit() else None, None
+
+
+UPLOAD_ERRORS = {
+    413: OpenApiResponse(description="Larger than the configured limit (`too_large`)."),
+    415: OpenApiResponse(description="Not audio / not a transcript; nothing was stored."),
+}
+
+
 class SessionRecordingApi(CallsApiView):
+    signature_exempt = True
+
+    @extend_schema(
+        operation_id="sessions_recording_upload",
+        request={"audio/*": OpenApiTypes.BINARY, "multipart/form-data": OpenApiTypes.BINARY},
+        responses={
+            201: s.RecordingOutputSerializer,
+            200: OpenApiResponse(s.RecordingOutputSerializer, "The same file was already uploaded."),
+            409: OpenApiResponse(description="The session already has a different recording."),
+            **UPLOAD_ERRORS,
+            **ERROR_RESPONSES,
+        },
+        description="Upload the call's audio as the raw body or as multipart field `file`. The content is sniffed "
+        "(wav, mp3, ogg, opus, flac, webm, m4a); ingest is queued.",
+    )
+    def put(self, request: Request, session_id: str) -> Response:
+        session = get_call_session_for_user(user=self.actor, session_id=session_id)
+        body, length, _ = _upload_body(request)
+        result = recording_upload(session=session, body=body, declared_length=length)
+        data = s.RecordingOutputSerializer(result.recording, context={"request": request}).data
+        return Response(data, status=201 if result.created else 200, headers={"X-Session-ID": str(session.pk)})
+
     @extend_schema(
         operation_id="sessions_recording_retrieve",
         responses={
@@ -338,3 +399,38 @@ class SessionRecordingApi(CallsApiView):
             filename=f"{session.pk}.{recording.format or 'bin'}",
             etag=f'"{recording.sha256}"' if recording.sha256 else None,
         )
+
+
+class SessionTranscriptApi(CallsApiView):
+    signature_exempt = True
+
+    @extend_schema(
+        operation_id="sessions_transcript_upload",
+        request={
+            "text/plain": OpenApiTypes.BINARY,
+            "text/vtt": OpenApiTypes.BINARY,
+            "application/x-subrip": OpenApiTypes.BINARY,
+            "application/json": OpenApiTypes.BINARY,
+            "multipart/form-data": OpenApiTypes.BINARY,
+        },
+        parameters=[
+            # Not `format`: DRF reserves that name to choose a renderer.
+            OpenApiParameter(
+                "type", str, enum=["txt", "json", "vtt", "srt"], required=False, description="Overrides detection."
+            )
+        ],
+        responses={200: s.TranscriptOutputSerializer, **UPLOAD_ERRORS, **ERROR_RESPONSES},
+        description="Upload a transcript (.txt, .json with timed segments, .vtt or .srt with speaker voices) as the "
+        "raw body or multipart field `file`. Any encoding is read (UTF-8, UTF-16 with BOM, cp1252); it replaces "
+        "the session's transcript.",
+    )
+    def put(self, request: Request, session_id: str) -> Response:
+        session = get_call_session_for_user(user=self.actor, session_id=session_id)
+        body, _, filename = _upload_body(request)
+        extension = request.query_params.get("type")
+        if not extension and filename and "." in filename:
+            extension = filename.rsplit(".", 1)[-1].lower()
+        if not extension:
+            extension = TRANSCRIPT_TYPES.get(request.content_type.split(";")[0].strip().lower())
+        transcript = transcript_upload(session=session, body=body, extension=extension)
+        return Response(s.TranscriptOutputSerializer(transcript).data, headers={"X-Session-ID": str(session.pk)})

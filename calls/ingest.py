@@ -1,28 +1,44 @@
-"""Ingest: turn the files of a session folder into a complete record (recording properties, hash, status).
+"""Ingest: turn the files of a session folder into a complete, searchable record.
 
-``session_ingest`` claims the session's recording with a conditional UPDATE, so two workers given the same id
-(a redelivered task, a retry racing the sweep) do the work once. Storage I/O happens outside transactions.
+``session_ingest`` is what the ``ingest_session`` task runs. It is safe to run twice and concurrently:
+- the recording is claimed with a conditional UPDATE (pending → processing), so one worker does the work; a
+  claim older than CLAIM_LEASE belongs to a dead worker and may be taken over (its task is redelivered with
+  acks_late);
+- the transcript is written under a lock on the session row and skipped when its file's checksum is already
+  the one parsed.
+Storage I/O (hashing, decoding, parsing, speech-to-text) happens outside transactions. Permanent problems (a
+corrupt, truncated or empty file) are recorded as the recording's failure reason and the ingest moves on;
+transient ones (storage or database unavailable) raise for the task to retry with backoff.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import tempfile
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
-from django.db import transaction
+from django.conf import settings
+from django.contrib.postgres.search import SearchVector
+from django.core.files.storage import FileSystemStorage
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from calls.models import CallSession, Recording
-from calls.storage import recordings_storage
+from calls import asr
+from calls.audio import AudioError, AudioInfo, probe_audio
+from calls.models import CallEvent, CallSession, Recording, Transcript, TranscriptSegment
+from calls.storage import inspect_session_folder, recordings_storage
+from calls.transcripts import MAX_TRANSCRIPT_BYTES, ParsedTranscript, Segment, TranscriptError, parse_transcript
 
 logger = logging.getLogger(__name__)
 
 CHUNK = 1024 * 1024
-# A claim older than this belongs to a worker that died; its task comes back (acks_late) and may take over.
 CLAIM_LEASE = timedelta(minutes=15)
 
 
@@ -31,7 +47,7 @@ class StorageUnavailable(Exception):
 
 
 class IngestFailed(Exception):
-    """Something about the file itself: permanent, recorded as the recording's failure reason."""
+    """Something about the file itself: permanent, recorded as the failure reason."""
 
 
 @dataclass
@@ -42,7 +58,7 @@ class FileFacts:
     content_type: str
 
 
-# Magic numbers of the containers the folder contract accepts.
+# Magic numbers of the containers the folder contract accepts: content is sniffed, never trusted from a name.
 _SIGNATURES: list[tuple[int, bytes, str, str]] = [
     (0, b"RIFF", "wav", "audio/wav"),
     (0, b"fLaC", "flac", "audio/flac"),
@@ -51,6 +67,7 @@ _SIGNATURES: list[tuple[int, bytes, str, str]] = [
     (0, b"\x1a\x45\xdf\xa3", "webm", "audio/webm"),
     (4, b"ftyp", "m4a", "audio/mp4"),
 ]
+CONTENT_TYPES = {fmt: content_type for _, _, fmt, content_type in _SIGNATURES} | {"opus": "audio/ogg; codecs=opus"}
 
 
 def sniff_format(head: bytes) -> tuple[str, str] | None:
@@ -66,29 +83,74 @@ def sniff_format(head: bytes) -> tuple[str, str] | None:
     return None
 
 
-def file_facts(*, key: str) -> FileFacts:
-    """Size, streamed SHA-256 and sniffed container of a stored file."""
-    storage = recordings_storage()
+def _hash_stream(read: Iterator[bytes], sink: object | None = None) -> tuple[int, str, bytes]:
     digest = hashlib.sha256()
     size = 0
     head = b""
+    for chunk in read:
+        if len(head) < 64:
+            head = (head + chunk)[:64]
+        digest.update(chunk)
+        size += len(chunk)
+        if sink is not None:
+            sink.write(chunk)  # type: ignore[attr-defined]
+    return size, digest.hexdigest(), head
+
+
+def _chunks(handle: object) -> Iterator[bytes]:
+    while chunk := handle.read(CHUNK):  # type: ignore[attr-defined]
+        yield chunk
+
+
+@contextmanager
+def local_recording(key: str) -> Iterator[tuple[Path, FileFacts]]:
+    """A local path to the stored file and its facts, hashed in the same single read.
+
+    Local storage is read in place; any other (S3) is streamed once into a temporary file that is deleted after.
+    """
+    storage = recordings_storage()
     try:
-        with storage.open(key, "rb") as handle:
-            while chunk := handle.read(CHUNK):
-                if size < 64:
-                    head = (head + chunk)[:64]
-                digest.update(chunk)
-                size += len(chunk)
+        if isinstance(storage, FileSystemStorage):
+            path = Path(storage.path(key))
+            with path.open("rb") as handle:
+                size, sha256, head = _hash_stream(_chunks(handle))
+            yield path, _facts(size, sha256, head)
+            return
+        with tempfile.TemporaryDirectory(prefix="callbook-ingest-") as folder:
+            path = Path(folder) / Path(key).name
+            with storage.open(key, "rb") as source, path.open("wb") as sink:
+                size, sha256, head = _hash_stream(_chunks(source), sink)
+            yield path, _facts(size, sha256, head)
     except FileNotFoundError:
         raise IngestFailed(f"The file {key} is no longer in storage.") from None
+    except (IngestFailed, StorageUnavailable):
+        raise
     except OSError as exc:
         raise StorageUnavailable(f"Could not read {key}: {exc}") from exc
+
+
+def _facts(size: int, sha256: str, head: bytes) -> FileFacts:
     if size == 0:
         raise IngestFailed("The recording is empty (0 bytes).")
     sniffed = sniff_format(head)
     if sniffed is None:
         raise IngestFailed("The file is not a recognised audio format (wav, mp3, ogg, opus, flac, webm, m4a).")
-    return FileFacts(size=size, sha256=digest.hexdigest(), format=sniffed[0], content_type=sniffed[1])
+    return FileFacts(size=size, sha256=sha256, format=sniffed[0], content_type=sniffed[1])
+
+
+# --- The task's entry point -------------------------------------------------------------------------------
+
+
+def session_ingest(*, session_id: uuid.UUID) -> str:
+    """Ingest one session's recording and transcript; answers the recording's status ("" when it has none)."""
+    status = _ingest_recording(session_id=session_id)
+    has_transcript = _ingest_provided_transcript(session_id=session_id)
+    if not has_transcript and status == Recording.Status.AVAILABLE:
+        _transcribe(session_id=session_id)
+    return status
+
+
+# --- Recording --------------------------------------------------------------------------------------------
 
 
 def _claim(*, session_id: uuid.UUID) -> Recording | None:
@@ -97,46 +159,179 @@ def _claim(*, session_id: uuid.UUID) -> Recording | None:
     claimed = Recording.objects.filter(claimable, session_id=session_id).update(
         status=Recording.Status.PROCESSING, attempts=F("attempts") + 1, updated_at=timezone.now()
     )
-    if claimed != 1:
-        return None
-    return Recording.objects.get(session_id=session_id)
+    return Recording.objects.get(session_id=session_id) if claimed == 1 else None
 
 
-def session_ingest(*, session_id: uuid.UUID) -> str:
-    """Ingest one session's recording; answers the recording's status afterwards ("" when it has none)."""
+def _ingest_recording(*, session_id: uuid.UUID) -> str:
     recording = _claim(session_id=session_id)
     if recording is None:
         current = Recording.objects.filter(session_id=session_id).values_list("status", flat=True).first()
         return current or ""
     try:
-        facts = file_facts(key=recording.file)
-    except IngestFailed as exc:
-        _finish(recording=recording, status=Recording.Status.FAILED, reason=str(exc))
+        with local_recording(recording.file) as (path, facts):
+            info = probe_audio(path)
+    except (IngestFailed, AudioError) as exc:
+        _finish_failed(recording=recording, reason=str(exc))
         logger.warning("ingest of %s failed: %s", session_id, exc)
         return Recording.Status.FAILED
     except Exception:
-        # Transient or unknown: hand the claim back so the retry (or the periodic sweep) can take it.
+        # Transient or unexpected: give the claim back so the retry (or the periodic retry job) can take it.
         Recording.objects.filter(pk=recording.pk).update(status=Recording.Status.PENDING, updated_at=timezone.now())
         raise
-    recording.size_bytes = facts.size
-    recording.sha256 = facts.sha256
-    recording.format = facts.format
-    recording.content_type = facts.content_type
-    _finish(recording=recording, status=Recording.Status.AVAILABLE, reason="")
+    _finish_available(recording=recording, facts=facts, info=info)
     return Recording.Status.AVAILABLE
 
 
-def _finish(*, recording: Recording, status: str, reason: str) -> None:
-    recording.status = status
-    recording.failure_reason = reason
+def _finish_available(*, recording: Recording, facts: FileFacts, info: AudioInfo) -> None:
+    recording.size_bytes = facts.size
+    recording.sha256 = facts.sha256
+    recording.format = info.container or facts.format
+    recording.content_type = CONTENT_TYPES.get(recording.format, facts.content_type)
+    recording.codec = info.codec
+    recording.duration_ms = info.duration_ms
+    recording.channels = info.channels
+    recording.sample_rate = info.sample_rate
+    recording.waveform = info.waveform
+    recording.talk_ms = info.talk_ms
+    recording.status = Recording.Status.AVAILABLE
+    recording.failure_reason = ""
     recording.ingested_at = timezone.now()
-    session_status = (
-        CallSession.RecordingStatus.AVAILABLE
-        if status == Recording.Status.AVAILABLE
-        else CallSession.RecordingStatus.FAILED
-    )
     with transaction.atomic():
         recording.save()
+        session = CallSession.objects.select_for_update().get(pk=recording.session_id)
+        session.recording_status = CallSession.RecordingStatus.AVAILABLE
+        fields = ["recording_status", "updated_at"]
+        if session.duration_ms is None:
+            session.duration_ms = info.duration_ms
+            fields.append("duration_ms")
+        session.save(update_fields=fields)
+
+
+def _finish_failed(*, recording: Recording, reason: str) -> None:
+    recording.status = Recording.Status.FAILED
+    recording.failure_reason = reason
+    recording.ingested_at = timezone.now()
+    with transaction.atomic():
+        recording.save(update_fields=["status", "failure_reason", "ingested_at", "updated_at"])
         CallSession.objects.filter(pk=recording.session_id).update(
-            recording_status=session_status, updated_at=timezone.now()
+            recording_status=CallSession.RecordingStatus.FAILED, updated_at=timezone.now()
         )
+        CallEvent.objects.create(
+            session_id=recording.session_id,
+            type="recording_failed",
+            occurred_at=timezone.now(),
+            data={"file": recording.file, "reason": reason, "attempt": recording.attempts},
+        )
+
+
+# --- Transcript -------------------------------------------------------------------------------------------
+
+
+def _ingest_provided_transcript(*, session_id: uuid.UUID) -> bool:
+    """Parse the folder's transcript file, if any; answers whether the session now has a transcript."""
+    folder = inspect_session_folder(session_id=session_id)
+    key = folder.transcript if folder else None
+    current = Transcript.objects.filter(session_id=session_id).values_list("file", flat=True).first()
+    if folder and current and current.rsplit("/", 1)[-1] in folder.files:
+        # An uploaded transcript is the session's transcript even when older files share the folder.
+        key = current
+    if key is None:
+        return Transcript.objects.filter(session_id=session_id).exclude(text="").exists()
+    storage = recordings_storage()
+    try:
+        if storage.size(key) > MAX_TRANSCRIPT_BYTES:
+            _note_transcript_problem(session_id, key, f"larger than {MAX_TRANSCRIPT_BYTES // 1024 // 1024} MiB")
+            return False
+        with storage.open(key, "rb") as handle:
+            raw = handle.read(MAX_TRANSCRIPT_BYTES + 1)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise StorageUnavailable(f"Could not read {key}: {exc}") from exc
+    checksum = hashlib.sha256(raw).hexdigest()
+    if Transcript.objects.filter(session_id=session_id, checksum=checksum).exists():
+        return True
+    try:
+        parsed = parse_transcript(raw=raw, filename=key)
+    except TranscriptError as exc:
+        _note_transcript_problem(session_id, key, str(exc))
+        return False
+    transcript_save(
+        session_id=session_id,
+        parsed=parsed,
+        source=Transcript.Source.PROVIDED,
+        file=key,
+        checksum=checksum,
+    )
+    return True
+
+
+def _note_transcript_problem(session_id: uuid.UUID, key: str, reason: str) -> None:
+    logger.warning("transcript %s of %s not used: %s", key, session_id, reason)
+    CallEvent.objects.create(
+        session_id=session_id,
+        type="transcript_failed",
+        occurred_at=timezone.now(),
+        data={"file": key, "reason": reason},
+    )
+
+
+def transcript_save(
+    *, session_id: uuid.UUID, parsed: ParsedTranscript, source: str, file: str = "", checksum: str = ""
+) -> Transcript:
+    """Replace the session's transcript and its segments in one transaction, then refresh the search index."""
+    with transaction.atomic():
+        CallSession.objects.select_for_update().filter(pk=session_id).exists()
+        transcript, _ = Transcript.objects.get_or_create(session_id=session_id)
+        transcript.text = parsed.text
+        transcript.language = parsed.language
+        transcript.source = source
+        transcript.encoding = parsed.encoding
+        transcript.had_replacements = parsed.had_replacements
+        transcript.file = file
+        transcript.checksum = checksum
+        transcript.save()
+        transcript.segments.all().delete()
+        TranscriptSegment.objects.bulk_create(
+            TranscriptSegment(
+                transcript=transcript,
+                position=i,
+                speaker=segment.speaker[:64],
+                start_ms=segment.start_ms,
+                # The segment table refuses an end before its start; parsers already mend those, this guards.
+                end_ms=(
+                    max(segment.end_ms, segment.start_ms)
+                    if segment.end_ms is not None and segment.start_ms is not None
+                    else segment.end_ms
+                ),
+                text=segment.text,
+            )
+            for i, segment in enumerate(parsed.segments)
+        )
+        if connection.vendor == "postgresql":
+            Transcript.objects.filter(pk=transcript.pk).update(
+                search_vector=SearchVector("text", config=settings.SEARCH_CONFIG)
+            )
+    return transcript
+
+
+def _transcribe(*, session_id: uuid.UUID) -> None:
+    backend = asr.get_backend()
+    if backend is None:
+        return
+    recording = Recording.objects.get(session_id=session_id)
+    try:
+        with local_recording(recording.file) as (path, _):
+            result = backend.transcribe(path=str(path))
+    except asr.AsrFailed as exc:
+        _note_transcript_problem(session_id, recording.file, f"speech-to-text failed: {exc}")
+        return
+    except asr.AsrUnavailable as exc:
+        raise StorageUnavailable(f"speech-to-text backend unavailable: {exc}") from exc
+    segments = [Segment(speaker=s.speaker, start_ms=s.start_ms, end_ms=s.end_ms, text=s.text) for s in result.segments]
+    text = "\n".join(f"{s.speaker}: {s.text}" if s.speaker else s.text for s in segments)
+    parsed = ParsedTranscript(
+        text=text, segments=segments, encoding="", had_replacements=False, language=result.language, format="asr"
+    )
+    transcript_save(session_id=session_id, parsed=parsed, source=Transcript.Source.ASR, checksum=recording.sha256)
+    logger.info("transcribed %s with %s: %d segments", session_id, result.engine, len(segments))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
+from django.contrib.postgres.search import SearchVectorField
 from django.db import models
 from django.db.models import F, Q
 
@@ -182,6 +183,8 @@ class Recording(models.Model):
         PROCESSING = "processing", "Being ingested"
         AVAILABLE = "available", "Available"
         FAILED = "failed", "Failed"
+        # The file was removed by the retention policy; the row and its facts stay.
+        DELETED = "deleted", "Deleted by retention"
 
     session = models.OneToOneField(CallSession, on_delete=models.CASCADE, related_name="recording")
     # The key in the recordings storage, always under sessions/<session id>/.
@@ -197,6 +200,10 @@ class Recording(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     failure_reason = models.TextField(blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
+    # Peak amplitude (0..1) per bucket, for drawing the waveform without touching the audio again.
+    waveform = models.JSONField(default=list, blank=True)
+    # Milliseconds of speech per channel; for dual-channel calls, each side's talk time.
+    talk_ms = models.JSONField(default=list, blank=True)
     ingested_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -204,7 +211,8 @@ class Recording(models.Model):
     class Meta:
         constraints = [
             models.CheckConstraint(
-                condition=Q(status__in=["pending", "processing", "available", "failed"]), name="recording_status_valid"
+                condition=Q(status__in=["pending", "processing", "available", "failed", "deleted"]),
+                name="recording_status_valid",
             ),
         ]
         indexes = [
@@ -232,6 +240,9 @@ class Transcript(models.Model):
     source = models.CharField(max_length=16, choices=Source.choices, default=Source.PROVIDED)
     encoding = models.CharField(max_length=32, blank=True, help_text="How the file was decoded.")
     had_replacements = models.BooleanField(default=False, help_text="Undecodable bytes were replaced.")
+    checksum = models.CharField(max_length=64, blank=True, help_text="SHA-256 of the file it was parsed from.")
+    # Filled on PostgreSQL only (full-text search, GIN index created by migration); unused on SQLite.
+    search_vector = SearchVectorField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -274,3 +285,32 @@ class Note(models.Model):
 
     def __str__(self) -> str:
         return f"Note by {self.author_id} on {self.session_id}"
+
+
+class StorageFolder(models.Model):
+    """The sweep's ledger: each ``sessions/<id>/`` folder it has looked at and what it found.
+
+    A second sweep over an unchanged store lists it and skips every folder already in here, which is what keeps
+    it a small fraction of the first.
+    """
+
+    class State(models.TextChoices):
+        HAS_SESSION = "has_session", "Has a session row"
+        ADOPTED = "adopted", "Adopted by the sweep"
+        NO_AUDIO = "no_audio", "No audio file yet"
+
+    session_id = models.UUIDField(primary_key=True)
+    state = models.CharField(max_length=16, choices=State.choices)
+    # What the folder looked like when checked (its mtime on local storage); a different one means look again.
+    checked_signature = models.CharField(max_length=64, blank=True)
+    checked_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(state__in=["has_session", "adopted", "no_audio"]), name="storage_folder_state_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.session_id}: {self.state}"

@@ -2,7 +2,8 @@
 or lists through ``call_session_list``, so one rule decides who sees what:
 
 - admins see every session;
-- managers see the sessions of the teams they manage (and their own);
+- managers see the sessions of the teams they manage, their own, and unassigned ones (no owner, no team:
+  adopted recordings waiting for someone to triage them);
 - agents see their own sessions;
 - integrations see the sessions whose ``source`` is their name;
 - archived sessions are visible to nobody through the app (admins still find them in Django admin).
@@ -15,6 +16,9 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.conf import settings
+from django.contrib.postgres.search import SearchQuery
+from django.db import connection
 from django.db.models import Prefetch, Q, QuerySet
 
 from calls.models import CallEvent, CallSession, Note, Source, TranscriptSegment
@@ -57,7 +61,7 @@ def visible_sessions_q(*, user: User) -> Q | None:
         return Q(source=source.name) if source is not None else Q(pk__in=[])
     if user.is_manager:
         managed = Team.objects.filter(manager=user).values("id")
-        return Q(team_id__in=managed) | Q(owner=user)
+        return Q(team_id__in=managed) | Q(owner=user) | Q(owner__isnull=True, team__isnull=True)
     return Q(owner=user)
 
 
@@ -140,10 +144,18 @@ def call_session_list(*, user: User, filters: SessionFilters) -> QuerySet[CallSe
 
 
 def call_session_search_q(text: str) -> Q:
-    """Text search in transcripts and phone numbers."""
+    """Text search in transcripts and phone numbers.
+
+    On PostgreSQL transcripts are searched in full text (websearch syntax: words, "phrases", -exclusions) over the
+    GIN-indexed search vector; on SQLite, the embedded mode, a case-insensitive substring match stands in.
+    """
     term = text.strip()
     digits = re.sub(r"\D", "", term)
-    condition = Q(transcript__text__icontains=term) | Q(external_id=term)
+    if connection.vendor == "postgresql":
+        query = SearchQuery(term, config=settings.SEARCH_CONFIG, search_type="websearch")
+        condition = Q(transcript__search_vector=query) | Q(external_id=term)
+    else:
+        condition = Q(transcript__text__icontains=term) | Q(external_id=term)
     if len(digits) >= 3:
         condition |= Q(from_number__contains=digits) | Q(to_number__contains=digits)
     return condition

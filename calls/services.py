@@ -329,8 +329,11 @@ def call_session_get_or_adopt(*, user: User, session_id: str) -> tuple[CallSessi
         return get_call_session_for_user(user=user, session_id=session_id, details=True), False
     except SessionNotFound:
         parsed = parse_session_id(session_id)
-        if parsed is None or CallSession.objects.filter(pk=parsed).exists():
+        if parsed is None:
             raise
+        if CallSession.objects.filter(pk=parsed).exists():
+            # Either not theirs to see, or a concurrent request adopted it since the lookup above: ask again.
+            return get_call_session_for_user(user=user, session_id=session_id, details=True), False
         adopted = orphan_adopt(session_id=parsed, requester=user)
         # Whether this call adopted it or lost the race to another, the access rule decides what is returned.
         return get_call_session_for_user(user=user, session_id=session_id, details=True), adopted is not None

@@ -95,6 +95,9 @@ def _read_meta(*, storage: Storage, key: str, problems: list[str]) -> dict[str, 
     except json.JSONDecodeError as exc:
         problems.append(f"meta.json is not valid JSON ({exc.msg} at line {exc.lineno}); ignored.")
         return None
+    except RecursionError:
+        problems.append("meta.json is nested too deeply to read; ignored.")
+        return None
     if not isinstance(value, dict):
         problems.append("meta.json must hold a JSON object; ignored.")
         return None

@@ -1,4 +1,4 @@
-"""Celery tasks of the calls app. Each takes ids, calls one service and is safe to run twice."""
+"""Celery tasks of the calls app. Each takes ids (or nothing), calls one service and is safe to run twice."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ import uuid
 from celery import shared_task
 from django.db import OperationalError
 
-from calls import ingest
+from calls import ingest, maintenance
 
 logger = logging.getLogger(__name__)
 
-# Transient: the database or the storage blinked. Anything else is a property of the file, retried never.
+# Transient: the database, the storage or the speech-to-text server blinked. Anything else is a property of
+# the file and is recorded as its failure reason instead of retried.
 TRANSIENT_ERRORS = (OperationalError, ConnectionError, TimeoutError, ingest.StorageUnavailable)
 
 
@@ -25,16 +26,36 @@ TRANSIENT_ERRORS = (OperationalError, ConnectionError, TimeoutError, ingest.Stor
     max_retries=8,
 )
 def ingest_session(session_id: str) -> str:
-    """Ingest the recording (and transcript) of one session; returns the recording's resulting status."""
+    """Ingest the recording and transcript of one session; returns the recording's resulting status."""
     return ingest.session_ingest(session_id=uuid.UUID(session_id))
 
 
 def ingest_enqueue(*, session_id: uuid.UUID) -> bool:
-    """Queue an ingest. If the broker is down the recording stays ``pending`` in the database, where the
-    periodic retry finds it: nothing is lost, and the request that triggered it still succeeds."""
+    """Queue an ingest. If the broker is down the recording stays ``pending`` in the database, where
+    retry_failed_ingests finds it: nothing is lost, and the request that triggered it still succeeds."""
     try:
         ingest_session.delay(str(session_id))
     except Exception as exc:  # broker errors come from kombu, redis-py or amqp, with no common base class
         logger.warning("could not queue ingest of %s (will be retried from the database): %s", session_id, exc)
         return False
     return True
+
+
+@shared_task(acks_late=True, autoretry_for=TRANSIENT_ERRORS, retry_backoff=30, max_retries=3)
+def sweep_orphans() -> str:
+    return maintenance.orphans_sweep().summary()
+
+
+@shared_task(acks_late=True, autoretry_for=TRANSIENT_ERRORS, retry_backoff=30, max_retries=3)
+def expire_stale_sessions() -> int:
+    return maintenance.sessions_expire_stale()
+
+
+@shared_task(acks_late=True, autoretry_for=TRANSIENT_ERRORS, retry_backoff=30, max_retries=3)
+def retry_failed_ingests() -> int:
+    return maintenance.ingests_retry()
+
+
+@shared_task(acks_late=True, autoretry_for=TRANSIENT_ERRORS, retry_backoff=30, max_retries=3)
+def apply_recording_retention() -> int:
+    return maintenance.recordings_apply_retention()

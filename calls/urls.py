@@ -26,5 +26,6 @@ api_urlpatterns = [
         name="api-session-note-detail",
     ),
     re_path(rf"^sessions/{SID}/recording/?$", apis.SessionRecordingApi.as_view(), name="api-session-recording"),
+    re_path(rf"^sessions/{SID}/transcript/?$", apis.SessionTranscriptApi.as_view(), name="api-session-transcript"),
     re_path(r"^events/?$", apis.EventWebhookApi.as_view(), name="api-events"),
 ]

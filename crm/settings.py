@@ -67,6 +67,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    "django.contrib.postgres",
     "rest_framework",
     "django_filters",
     "drf_spectacular",
@@ -115,8 +116,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The embedded mode runs the web server and a Celery worker against one file: WAL lets readers proceed
     # while one writes, IMMEDIATE transactions take the write lock up front instead of failing on upgrade,
     # and busy_timeout makes a writer wait rather than raise "database is locked".
-    # Tests use a file, not memory, so that a real Celery worker process can open the same test database.
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+    # Tests use a file, not memory, so that a real Celery worker process can open the same test database;
+    # one per test process, so that two runs on one checkout do not drop each other's database.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")}
     DATABASES["default"]["OPTIONS"] = {
         "transaction_mode": "IMMEDIATE",
         "timeout": 20,
@@ -244,6 +246,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Several models have a `status`; each gets a name of its own in the schema.
+    "ENUM_NAME_OVERRIDES": {
+        "CallStatusEnum": "calls.states.Status",
+        "RecordingStatusEnum": "calls.models.Recording.Status",
+        "RecordingAvailabilityEnum": "calls.models.CallSession.RecordingStatus",
+    },
 }
 
 CORS_ALLOWED_ORIGINS: list[str] = env.list("CORS_ALLOWED_ORIGINS", default=[])
@@ -290,13 +298,22 @@ CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=30 * 60)
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=25 * 60)
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+# Two deployments sharing one Redis keep apart by queue name.
+CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="celery")
 CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=2)
 CELERY_BEAT_SCHEDULE_FILENAME = env.str(
     "CELERY_BEAT_SCHEDULE_FILENAME", default=str(VAR_DIR / "celery" / "beat-schedule")
 )
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "clear-expired-login-sessions": {"task": "crm.tasks.clear_expired_login_sessions", "schedule": 24 * 3600},
+    "sweep-orphans": {"task": "calls.tasks.sweep_orphans", "schedule": env.int("SWEEP_ORPHANS_EVERY", default=300)},
+    "expire-stale-sessions": {"task": "calls.tasks.expire_stale_sessions", "schedule": 600},
+    "retry-failed-ingests": {"task": "calls.tasks.retry_failed_ingests", "schedule": 900},
+    "apply-recording-retention": {"task": "calls.tasks.apply_recording_retention", "schedule": 24 * 3600},
 }
+# A publish to a broker that is down gives up quickly: the work stays recorded in the database and the periodic
+# jobs queue it again, so a request never hangs on the broker.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
 
 # --- Security ---------------------------------------------------------------------------------------------
 
@@ -326,6 +343,24 @@ LOGGING = {
 }
 
 # --- Callbook ---------------------------------------------------------------------------------------------
+
+# PostgreSQL text-search configuration for transcripts: "simple" does not stem, so it suits every language.
+SEARCH_CONFIG = env.str("SEARCH_CONFIG", default="simple")
+RECORDING_MAX_UPLOAD_BYTES = env.int("RECORDING_MAX_UPLOAD_BYTES", default=500 * 1024 * 1024)
+TRANSCRIPT_MAX_UPLOAD_BYTES = env.int("TRANSCRIPT_MAX_UPLOAD_BYTES", default=10 * 1024 * 1024)
+# Speech-to-text for recordings that arrive without a transcript: "pocketsphinx" (offline, English, the
+# embedded default), "http" (an OpenAI-compatible /v1/audio/transcriptions server) or "none".
+TRANSCRIPTION_BACKEND = env.str("TRANSCRIPTION_BACKEND", default="pocketsphinx")
+TRANSCRIPTION_HTTP_URL = env.str("TRANSCRIPTION_HTTP_URL", default="")
+TRANSCRIPTION_HTTP_MODEL = env.str("TRANSCRIPTION_HTTP_MODEL", default="whisper-1")
+TRANSCRIPTION_HTTP_API_KEY = _secret("TRANSCRIPTION_HTTP_API_KEY")
+TRANSCRIPTION_HTTP_TIMEOUT = env.int("TRANSCRIPTION_HTTP_TIMEOUT", default=300)
+# Sessions stuck in a live status with no event for this long are marked abandoned by expire_stale_sessions.
+SESSION_STALE_AFTER_MINUTES = env.int("SESSION_STALE_AFTER_MINUTES", default=240)
+# retry_failed_ingests gives a recording at most this many attempts in all.
+INGEST_MAX_ATTEMPTS = env.int("INGEST_MAX_ATTEMPTS", default=5)
+# Recordings older than this many days are deleted from storage (logged on each session). 0 keeps them forever.
+RECORDING_RETENTION_DAYS = env.int("RECORDING_RETENTION_DAYS", default=0)
 
 # How often a token's last_used_at is written: once a minute is enough to tell stale tokens apart, and saves
 # a write on every API request.

@@ -23,11 +23,25 @@ import pytest
 from django.test import Client
 from rest_framework.test import APIClient
 
+from calls.models import Source
 from crm.models import Team, User
-from tests.factories import AdminFactory, ManagerFactory, TeamFactory, UserFactory, make_token
+from tests.factories import AdminFactory, ManagerFactory, TeamFactory, UserFactory, make_integration, make_token
 
 REQUIRE_ALL = os.environ.get("CALLBOOK_REQUIRE_ALL") == "1"
 ROOT = Path(__file__).resolve().parents[1]
+# Tasks this test run sends go to a queue of its own, and its workers consume only that one: two runs on one
+# checkout (or one machine's Redis) never take each other's tasks.
+TEST_QUEUE = f"callbook-test-{os.getpid()}"
+WORKER_COMMAND = [
+    *(sys.executable, "-m", "celery", "-A", "crm", "worker", "--pool", "solo", "--loglevel", "INFO"),
+    *("--queues", TEST_QUEUE, "--without-mingle", "--without-gossip"),
+]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from crm.celery import app as celery_app
+
+    celery_app.conf.task_default_queue = TEST_QUEUE
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -124,6 +138,19 @@ def client_for() -> Any:
 
 
 @pytest.fixture
+def integration(alice: User) -> tuple[Source, str]:
+    """Integration "pipecat-prod" whose sessions default to alice; with its token key."""
+    return make_integration("pipecat-prod", owner=alice)
+
+
+@pytest.fixture
+def integration_client(integration: tuple[Source, str]) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {integration[1]}")
+    return client
+
+
+@pytest.fixture
 def api_client_for() -> Any:
     """API client authenticated with a real bearer token of the given user."""
 
@@ -160,10 +187,12 @@ def celery_worker(django_db_setup: None, django_db_blocker: Any, tmp_path: Path)
         **os.environ,
         "DATABASE_URL": _test_database_url(),
         "RECORDINGS_ROOT": str(settings.RECORDINGS_ROOT),
+        # Tasks the worker itself sends (a sweep queueing ingests) stay on this run's queue too.
+        "CELERY_TASK_DEFAULT_QUEUE": TEST_QUEUE,
     }
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "crm", "worker", "--pool", "solo", "--loglevel", "INFO"],
+            WORKER_COMMAND,
             cwd=ROOT,
             env=env,
             stdout=out,

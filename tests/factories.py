@@ -8,6 +8,8 @@ from factory.declarations import LazyAttribute, Sequence, SubFactory
 from factory.django import DjangoModelFactory
 from factory.helpers import post_generation
 
+from calls.models import CallSession, Recording, Source
+from calls.services import source_create
 from crm.models import ApiToken, Team, User
 from crm.services import api_token_create
 
@@ -63,3 +65,40 @@ class AdminFactory(UserFactory):
 
 def make_token(user: User, name: str = "test") -> tuple[ApiToken, str]:
     return api_token_create(user=user, name=name)
+
+
+# --- calls ---------------------------------------------------------------------------------------------------
+
+
+class CallSessionFactory(DjangoModelFactory[CallSession]):
+    """A session owned by an agent; its team is the owner's team unless given."""
+
+    class Meta:
+        model = CallSession
+
+    owner = SubFactory(UserFactory)
+    team = LazyAttribute(lambda s: s.owner.team if s.owner is not None else None)
+    source = "pipecat-prod"
+    external_id = Sequence(lambda n: f"ext-{n}")
+    direction = CallSession.Direction.INBOUND
+    status = CallSession.Status.QUEUED
+    from_number = "+14155550100"
+    to_number = "+14155550199"
+
+
+class RecordingFactory(DjangoModelFactory[Recording]):
+    class Meta:
+        model = Recording
+
+    session = SubFactory(CallSessionFactory)
+    file = LazyAttribute(lambda r: f"sessions/{r.session.pk}/recording.wav")
+    status = Recording.Status.AVAILABLE
+    format = "wav"
+    content_type = "audio/wav"
+
+
+def make_integration(
+    name: str = "pipecat-prod", *, owner: User | None = None, signing_secret: str = ""
+) -> tuple[Source, str]:
+    """An integration with its service user; returns it with an API token key."""
+    return source_create(name=name, default_owner=owner, signing_secret=signing_secret)

@@ -1,0 +1,243 @@
+"""Jobs that keep the recordings storage and the database in agreement (run by Celery beat and by the
+operator commands ingest, adopt_orphans and expire_sessions)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from itertools import islice
+
+from django.conf import settings
+from django.core.files.storage import FileSystemStorage
+from django.db.models import Q
+from django.utils import timezone
+
+from calls import states
+from calls.adoption import orphan_adopt
+from calls.models import CallEvent, CallSession, Recording, StorageFolder
+from calls.selectors import parse_session_id
+from calls.services import EventInput, call_event_record
+from calls.storage import SESSIONS_PREFIX, inspect_session_folder, recordings_storage
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[int], None]
+BATCH = 1000
+
+
+def _batches(items: Iterable[uuid.UUID], size: int = BATCH) -> Iterator[list[uuid.UUID]]:
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+# --- Orphan sweep -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class SweepReport:
+    folders: int = 0
+    unchanged: int = 0
+    adopted: list[uuid.UUID] = field(default_factory=list)
+    attached: list[uuid.UUID] = field(default_factory=list)
+    without_audio: int = 0
+    not_session_ids: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (
+            f"{self.folders} folders: {len(self.adopted)} adopted, {len(self.attached)} recordings attached to "
+            f"existing sessions, {self.unchanged} unchanged since the last sweep, {self.without_audio} without "
+            f"audio yet, {len(self.not_session_ids)} not named by a session id"
+        )
+
+
+def list_session_folders() -> dict[str, str]:
+    """Folder name → change signature. Local folders sign with their mtime, so an edited folder is looked at
+    again; S3 has no folder mtime, so there a folder is looked at until it has been dealt with."""
+    storage = recordings_storage()
+    if isinstance(storage, FileSystemStorage):
+        root = os.path.join(storage.location, SESSIONS_PREFIX)
+        try:
+            with os.scandir(root) as entries:
+                return {e.name: str(e.stat().st_mtime_ns) for e in entries if e.is_dir(follow_symlinks=False)}
+        except FileNotFoundError:
+            return {}
+    try:
+        folders, _ = storage.listdir(f"{SESSIONS_PREFIX}/")
+    except FileNotFoundError:
+        return {}
+    return dict.fromkeys(folders, "")
+
+
+def orphans_sweep(*, dry_run: bool = False, progress: Progress | None = None) -> SweepReport:
+    """Adopt every folder ``sessions/<id>/`` that has audio and no row; attach late recordings to sessions that
+    have a row but no recording; queue their ingest. Incremental: folders already dealt with and unchanged
+    since (the StorageFolder ledger) are skipped without being opened."""
+    report = SweepReport()
+    listing = list_session_folders()
+    report.folders = len(listing)
+    ledger = dict(StorageFolder.objects.values_list("session_id", "checked_signature"))
+    todo: dict[uuid.UUID, str] = {}
+    for name, signature in listing.items():
+        session_id = parse_session_id(name)
+        if session_id is None:
+            report.not_session_ids.append(name)
+        elif session_id in ledger and ledger[session_id] == signature:
+            report.unchanged += 1
+        else:
+            todo[session_id] = signature
+    if progress:
+        progress(report.unchanged + len(report.not_session_ids))
+    for batch in _batches(todo):
+        existing = set(CallSession.objects.filter(pk__in=batch).values_list("pk", flat=True))
+        for session_id in batch:
+            state = _sweep_one(session_id=session_id, has_row=session_id in existing, dry_run=dry_run, report=report)
+            if state is not None and not dry_run:
+                StorageFolder.objects.update_or_create(
+                    session_id=session_id, defaults={"state": state, "checked_signature": todo[session_id]}
+                )
+        if progress:
+            progress(len(batch))
+    if report.adopted or report.attached:
+        logger.info("orphan sweep: %s", report.summary())
+    return report
+
+
+def _sweep_one(*, session_id: uuid.UUID, has_row: bool, dry_run: bool, report: SweepReport) -> str | None:
+    """Deal with one folder; answers the ledger state, or None to look at it again next time."""
+    if has_row:
+        recording_exists = Recording.objects.filter(session_id=session_id).exists()
+        if not recording_exists:
+            folder = inspect_session_folder(session_id=session_id)
+            if folder is None or folder.audio is None:
+                report.without_audio += 1
+                return None
+            report.attached.append(session_id)
+            if not dry_run:
+                recording_attach(session_id=session_id, key=folder.audio)
+        elif not dry_run:
+            # The folder changed (a transcript arrived, say): ingest is idempotent and picks up what is new.
+            _queue(session_id)
+        return StorageFolder.State.HAS_SESSION
+    if dry_run:
+        folder = inspect_session_folder(session_id=session_id)
+        if folder is not None and folder.audio is not None:
+            report.adopted.append(session_id)
+        else:
+            report.without_audio += 1
+        return None
+    adopted = orphan_adopt(session_id=session_id, requester=None)
+    if adopted is None:
+        if CallSession.objects.filter(pk=session_id).exists():  # adopted meanwhile by someone's page view
+            return StorageFolder.State.HAS_SESSION
+        report.without_audio += 1
+        return None
+    report.adopted.append(session_id)
+    return StorageFolder.State.ADOPTED
+
+
+def recording_attach(*, session_id: uuid.UUID, key: str) -> Recording:
+    recording, created = Recording.objects.get_or_create(
+        session_id=session_id, defaults={"file": key, "status": Recording.Status.PENDING}
+    )
+    if created:
+        CallSession.objects.filter(pk=session_id).update(
+            recording_status=CallSession.RecordingStatus.PENDING, updated_at=timezone.now()
+        )
+        _queue(session_id)
+    return recording
+
+
+def _queue(session_id: uuid.UUID) -> None:
+    from calls.tasks import ingest_enqueue  # noqa: PLC0415  # tasks import this module
+
+    ingest_enqueue(session_id=session_id)
+
+
+# --- Stale sessions ---------------------------------------------------------------------------------------
+
+
+def sessions_expire_stale(*, older_than: timedelta | None = None, progress: Progress | None = None) -> int:
+    """Sessions in a live status with no event for ``older_than`` become ``abandoned``, with an event saying
+    why. Nothing is deleted. Answers how many were expired."""
+    ttl = older_than or timedelta(minutes=settings.SESSION_STALE_AFTER_MINUTES)
+    cutoff = timezone.now() - ttl
+    quiet = Q(last_event_at__lt=cutoff) | Q(last_event_at__isnull=True, created_at__lt=cutoff)
+    stale = CallSession.objects.filter(quiet, status__in=sorted(states.ACTIVE), archived_at__isnull=True)
+    expired = 0
+    for batch in _batches(stale.values_list("pk", flat=True).iterator()):
+        for session_id in batch:
+            minutes = int(ttl.total_seconds() // 60)
+            result = call_event_record(
+                session_id=session_id,
+                event=EventInput(
+                    type=states.EventType.ABANDONED,
+                    data={"reason": f"no event for {minutes} minutes", "by": "expire_stale_sessions"},
+                ),
+            )
+            expired += int(result.created and result.session.status == states.Status.ABANDONED)
+        if progress:
+            progress(len(batch))
+    if expired:
+        logger.info("expired %d stale call sessions (no event for %s)", expired, ttl)
+    return expired
+
+
+# --- Ingest retries ---------------------------------------------------------------------------------------
+
+
+def ingests_retry(*, progress: Progress | None = None) -> int:
+    """Queue again what did not finish: pending recordings nobody picked up (the broker was down), claims of
+    dead workers, and failures with attempts left (at most INGEST_MAX_ATTEMPTS in all)."""
+    now = timezone.now()
+    waiting = Q(status=Recording.Status.PENDING, updated_at__lt=now - timedelta(minutes=5))
+    abandoned_claims = Q(status=Recording.Status.PROCESSING, updated_at__lt=now - timedelta(minutes=15))
+    retryable = Q(status=Recording.Status.FAILED, attempts__lt=settings.INGEST_MAX_ATTEMPTS)
+    candidates = list(Recording.objects.filter(waiting | abandoned_claims | retryable).values_list("pk", "session_id"))
+    Recording.objects.filter(pk__in=[pk for pk, _ in candidates], status=Recording.Status.FAILED).update(
+        status=Recording.Status.PENDING, updated_at=now
+    )
+    for _, session_id in candidates:
+        _queue(session_id)
+        if progress:
+            progress(1)
+    return len(candidates)
+
+
+# --- Retention --------------------------------------------------------------------------------------------
+
+
+def recordings_apply_retention(*, days: int | None = None) -> int:
+    """Delete recording files older than the retention period, only when one is configured; every deletion is
+    logged and written to its session's timeline. The rows and the recordings' facts are kept."""
+    keep_days = settings.RECORDING_RETENTION_DAYS if days is None else days
+    if keep_days <= 0:
+        return 0
+    cutoff = timezone.now() - timedelta(days=keep_days)
+    storage = recordings_storage()
+    old = Recording.objects.filter(
+        session__created_at__lt=cutoff, status__in=[Recording.Status.AVAILABLE, Recording.Status.FAILED]
+    )
+    deleted = 0
+    for recording in old.iterator():
+        storage.delete(recording.file)
+        recording.status = Recording.Status.DELETED
+        recording.save(update_fields=["status", "updated_at"])
+        CallSession.objects.filter(pk=recording.session_id).update(
+            recording_status=CallSession.RecordingStatus.ABSENT, updated_at=timezone.now()
+        )
+        CallEvent.objects.create(
+            session_id=recording.session_id,
+            type="recording_deleted",
+            occurred_at=timezone.now(),
+            data={"file": recording.file, "policy": f"retention of {keep_days} days"},
+        )
+        logger.info(
+            "retention: deleted %s of session %s (older than %d days)", recording.file, recording.session_id, keep_days
+        )
+        deleted += 1
+    return deleted
