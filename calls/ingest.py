@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.contrib.postgres.search import SearchVector
 from django.core.files.storage import FileSystemStorage
@@ -125,7 +126,12 @@ def local_recording(key: str) -> Iterator[tuple[Path, FileFacts]]:
         raise IngestFailed(f"The file {key} is no longer in storage.") from None
     except (IngestFailed, StorageUnavailable):
         raise
-    except OSError as exc:
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey"}:
+            raise IngestFailed(f"The file {key} is no longer in storage.") from None
+        raise StorageUnavailable(f"Could not read {key}: {exc}") from exc
+    except (OSError, BotoCoreError) as exc:
+        # botocore's connection errors (refused, DNS) are not OSErrors; all of them mean "try again later".
         raise StorageUnavailable(f"Could not read {key}: {exc}") from exc
 
 
@@ -246,7 +252,7 @@ def _ingest_provided_transcript(*, session_id: uuid.UUID) -> bool:
             raw = handle.read(MAX_TRANSCRIPT_BYTES + 1)
     except FileNotFoundError:
         return False
-    except OSError as exc:
+    except (OSError, BotoCoreError, ClientError) as exc:
         raise StorageUnavailable(f"Could not read {key}: {exc}") from exc
     checksum = hashlib.sha256(raw).hexdigest()
     if Transcript.objects.filter(session_id=session_id, checksum=checksum).exists():

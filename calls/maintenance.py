@@ -20,7 +20,7 @@ from calls import states
 from calls.adoption import orphan_adopt
 from calls.models import CallEvent, CallSession, Recording, StorageFolder
 from calls.selectors import parse_session_id
-from calls.services import EventInput, call_event_record
+from calls.services import call_session_abandon_if_quiet
 from calls.storage import SESSIONS_PREFIX, inspect_session_folder, recordings_storage
 
 logger = logging.getLogger(__name__)
@@ -84,7 +84,9 @@ def orphans_sweep(*, dry_run: bool = False, progress: Progress | None = None) ->
     todo: dict[uuid.UUID, str] = {}
     for name, signature in listing.items():
         session_id = parse_session_id(name)
-        if session_id is None:
+        # Session ids are minted lowercase and the folder contract uses them as they are: an upper-case folder
+        # name is reported for someone to rename, rather than adopted under a key that does not exist.
+        if session_id is None or str(session_id) != name:
             report.not_session_ids.append(name)
         elif session_id in ledger and ledger[session_id] == signature:
             report.unchanged += 1
@@ -169,17 +171,12 @@ def sessions_expire_stale(*, older_than: timedelta | None = None, progress: Prog
     quiet = Q(last_event_at__lt=cutoff) | Q(last_event_at__isnull=True, created_at__lt=cutoff)
     stale = CallSession.objects.filter(quiet, status__in=sorted(states.ACTIVE), archived_at__isnull=True)
     expired = 0
+    minutes = int(ttl.total_seconds() // 60)
     for batch in _batches(stale.values_list("pk", flat=True).iterator()):
         for session_id in batch:
-            minutes = int(ttl.total_seconds() // 60)
-            result = call_event_record(
-                session_id=session_id,
-                event=EventInput(
-                    type=states.EventType.ABANDONED,
-                    data={"reason": f"no event for {minutes} minutes", "by": "expire_stale_sessions"},
-                ),
+            expired += call_session_abandon_if_quiet(
+                session_id=session_id, quiet_since=cutoff, reason=f"no event for {minutes} minutes"
             )
-            expired += int(result.created and result.session.status == states.Status.ABANDONED)
         if progress:
             progress(len(batch))
     if expired:

@@ -1,5 +1,7 @@
 """Reads of call sessions. Every page and endpoint reaches a session through ``get_call_session_for_user``
-or lists through ``call_session_list``, so one rule decides who sees what:
+(or its row-returning twins ``call_session_detail_for_user`` / ``call_session_detail_by_external_id``) or lists
+through ``call_session_list`` (or ``call_session_rows``), all built on ``visible_sessions``, so one rule decides
+who sees what:
 
 - admins see every session;
 - managers see the sessions of the teams they manage, their own, and unassigned ones (no owner, no team:
@@ -15,6 +17,7 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.contrib.postgres.search import SearchQuery
@@ -72,7 +75,8 @@ def visible_sessions(*, user: User) -> QuerySet[CallSession]:
 
 
 def _with_details(queryset: QuerySet[CallSession]) -> QuerySet[CallSession]:
-    return queryset.select_related("owner", "team", "campaign", "contact", "recording", "transcript").prefetch_related(
+    # No campaign or contact join: the output shows their ids only, which are columns of the session row.
+    return queryset.select_related("owner", "team", "recording", "transcript").prefetch_related(
         Prefetch("events", queryset=CallEvent.objects.order_by("occurred_at", "id")),
         Prefetch("notes", queryset=Note.objects.select_related("author").order_by("created_at", "id")),
         Prefetch("transcript__segments", queryset=TranscriptSegment.objects.order_by("position")),
@@ -118,7 +122,8 @@ class SessionFilters:
 
 def call_session_list(*, user: User, filters: SessionFilters) -> QuerySet[CallSession]:
     """Visible sessions matching ``filters``; joins only what a list row shows, so the query count is fixed."""
-    queryset = visible_sessions(user=user).select_related("owner", "team", "recording")
+    # A list row shows no recording: joining it would only fetch columns nobody reads.
+    queryset = visible_sessions(user=user).select_related("owner", "team")
     if filters.status:
         queryset = queryset.filter(status__in=filters.status)
     if filters.direction:
@@ -159,3 +164,144 @@ def call_session_search_q(text: str) -> Q:
     if len(digits) >= 3:
         condition |= Q(from_number__contains=digits) | Q(to_number__contains=digits)
     return condition
+
+
+# --- Rows for the API's read path ----------------------------------------------------------------------------
+#
+# The session endpoints answer GETs from plain rows rather than model instances. ``.values()`` fetches just the
+# columns the response shows, follows the owner/team/recording/transcript joins in SQL (a username rather than a
+# whole user row with its password hash) and skips model instantiation, select_related's row splitting and the
+# prefetch machinery, which cost more than the SQL itself. ``calls.presenters`` turns the rows into the JSON the
+# DRF output serializers describe; tests/calls/test_presenters.py holds the two to the same output.
+
+# One list row: every column CallSessionOutputSerializer shows. Campaign and contact are shown as ids, so their
+# ``_id`` columns are read without a join.
+SESSION_COLUMNS: tuple[str, ...] = (
+    "id",
+    "source",
+    "external_id",
+    "owner__username",
+    "team__name",
+    "campaign_id",
+    "contact_id",
+    "direction",
+    "status",
+    "origin",
+    "auto_created",
+    "from_number",
+    "to_number",
+    "started_at",
+    "answered_at",
+    "ended_at",
+    "duration_ms",
+    "end_reason",
+    "recording_status",
+    "metadata",
+    "last_event_at",
+    "created_at",
+    "updated_at",
+)
+# The detail's one-to-one parts come in the session's own query (LEFT JOINs); a NULL id means there is none.
+RECORDING_COLUMNS: tuple[str, ...] = (
+    "recording__id",
+    "recording__status",
+    "recording__format",
+    "recording__codec",
+    "recording__content_type",
+    "recording__duration_ms",
+    "recording__size_bytes",
+    "recording__sha256",
+    "recording__channels",
+    "recording__sample_rate",
+    "recording__failure_reason",
+    "recording__ingested_at",
+)
+TRANSCRIPT_COLUMNS: tuple[str, ...] = (
+    "transcript__id",
+    "transcript__text",
+    "transcript__language",
+    "transcript__source",
+    "transcript__encoding",
+    "transcript__had_replacements",
+    "transcript__updated_at",
+)
+EVENT_COLUMNS: tuple[str, ...] = (
+    "id",
+    "type",
+    "event_id",
+    "occurred_at",
+    "received_at",
+    "data",
+    "status_before",
+    "status_after",
+)
+NOTE_COLUMNS: tuple[str, ...] = ("id", "author__username", "body", "created_at", "updated_at")
+SEGMENT_COLUMNS: tuple[str, ...] = ("position", "speaker", "start_ms", "end_ms", "text")
+
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionDetailRows:
+    """A session as the detail endpoint shows it, as rows: ``session`` holds SESSION_COLUMNS plus the
+    ``recording__*`` and ``transcript__*`` columns; the lists are in the order the API shows them."""
+
+    session: Row
+    events: list[Row]
+    notes: list[Row]
+    segments: list[Row]
+
+
+def _detail_rows(queryset: QuerySet[CallSession], **lookup: Any) -> SessionDetailRows:
+    """The one session of ``queryset`` matching ``lookup``, with its events, notes and transcript segments.
+
+    A fixed number of queries whatever the session holds: the session with its joins, events, notes, and the
+    segments when there is a transcript. The three lists are read by session (or transcript) id only once the
+    session query has passed the access rule.
+    """
+    session = queryset.values(*SESSION_COLUMNS, *RECORDING_COLUMNS, *TRANSCRIPT_COLUMNS).get(**lookup)
+    session_id = session["id"]
+    events = list(
+        CallEvent.objects.filter(session_id=session_id).order_by("occurred_at", "id").values(*EVENT_COLUMNS)
+    )
+    notes = list(Note.objects.filter(session_id=session_id).order_by("created_at", "id").values(*NOTE_COLUMNS))
+    transcript_id = session["transcript__id"]
+    segments = (
+        []
+        if transcript_id is None
+        else list(
+            TranscriptSegment.objects.filter(transcript_id=transcript_id)
+            .order_by("position")
+            .values(*SEGMENT_COLUMNS)
+        )
+    )
+    return SessionDetailRows(session=session, events=events, notes=notes, segments=segments)
+
+
+def call_session_detail_for_user(*, user: User, session_id: str) -> SessionDetailRows:
+    """``get_call_session_for_user(details=True)`` as rows: same access rule, same SessionNotFound.
+
+    No adoption here: a well-formed id with no row is the caller's to hand to ``call_session_get_or_adopt``.
+    """
+    parsed = parse_session_id(session_id)
+    if parsed is None:
+        raise SessionNotFound(session_id)
+    try:
+        return _detail_rows(visible_sessions(user=user), pk=parsed)
+    except CallSession.DoesNotExist:
+        raise SessionNotFound(session_id) from None
+
+
+def call_session_detail_by_external_id(*, user: User, source: str, external_id: str) -> SessionDetailRows:
+    """``get_call_session_by_external_id`` as rows."""
+    if not source or not external_id:
+        raise SessionNotFound(f"{source}/{external_id}")
+    try:
+        return _detail_rows(visible_sessions(user=user), source=source, external_id=external_id)
+    except CallSession.DoesNotExist:
+        raise SessionNotFound(f"{source}/{external_id}") from None
+
+
+def call_session_rows(*, user: User, filters: SessionFilters) -> QuerySet[CallSession, Row]:
+    """``call_session_list`` as rows of SESSION_COLUMNS (still lazy: the paginator orders and slices it)."""
+    return call_session_list(user=user, filters=filters).values(*SESSION_COLUMNS)

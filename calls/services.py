@@ -224,40 +224,66 @@ def call_event_record(*, session_id: uuid.UUID, event: EventInput) -> EventResul
     The session row is locked for the duration, so events of one session apply one at a time and in the
     order they arrive; an event that arrives late is kept in the timeline but never moves the status back.
     """
-    event_type = states.normalize_event_type(event.type)
-    if not event_type or len(event_type) > 32:
-        raise SessionInputError("An event needs a type of 1 to 32 characters.", field="type")
-    occurred_at = event.occurred_at or timezone.now()
+    event_type = _event_type(event.type)
     with transaction.atomic():
         session = CallSession.objects.select_for_update().get(pk=session_id)
-        duplicate = _duplicate_of(session=session, event_type=event_type, event_id=event.event_id)
-        if duplicate is not None:
-            return EventResult(session=session, event=duplicate, created=False)
-        target = states.transition_for(current=session.status, event_type=event_type)
-        row = CallEvent(
+        return _record_locked(session=session, event_type=event_type, event=event)
+
+
+def call_session_abandon_if_quiet(*, session_id: uuid.UUID, quiet_since: datetime, reason: str) -> bool:
+    """Mark a live session ``abandoned`` if, checked under its row lock, it has had no event since
+    ``quiet_since``: an event that arrives while the expiry job runs keeps the call alive."""
+    with transaction.atomic():
+        session = CallSession.objects.select_for_update().get(pk=session_id)
+        last_sign_of_life = session.last_event_at or session.created_at
+        if session.status not in states.ACTIVE or session.archived_at is not None or last_sign_of_life >= quiet_since:
+            return False
+        result = _record_locked(
             session=session,
-            type=event_type,
-            event_id=event.event_id,
-            occurred_at=occurred_at,
-            data=event.data,
-            status_before=session.status if target else "",
-            status_after=target or "",
+            event_type=states.EventType.ABANDONED,
+            event=EventInput(type=states.EventType.ABANDONED, data={"reason": reason, "by": "expire_stale_sessions"}),
         )
-        try:
-            with transaction.atomic():
-                row.save(force_insert=True)
-        except IntegrityError:
-            # Only reachable where the row lock is weaker than the constraint (SQLite serialises instead).
-            duplicate = _duplicate_of(session=session, event_type=event_type, event_id=event.event_id)
-            if duplicate is None:
-                raise
-            return EventResult(session=session, event=duplicate, created=False)
-        _apply(session=session, target=target, event=row)
+    return result.created
+
+
+def _event_type(raw: str) -> str:
+    event_type = states.normalize_event_type(raw)
+    if not event_type or len(event_type) > 32:
+        raise SessionInputError("An event needs a type of 1 to 32 characters.", field="type")
+    return event_type
+
+
+def _record_locked(*, session: CallSession, event_type: str, event: EventInput) -> EventResult:
+    """Record ``event`` on ``session``, whose row the caller holds locked inside a transaction."""
+    duplicate = _duplicate_of(session=session, event_type=event_type, event_id=event.event_id)
+    if duplicate is not None:
+        return EventResult(session=session, event=duplicate, created=False)
+    target = states.transition_for(current=session.status, event_type=event_type)
+    row = CallEvent(
+        session=session,
+        type=event_type,
+        event_id=event.event_id,
+        occurred_at=event.occurred_at or timezone.now(),
+        data=event.data,
+        status_before=session.status if target else "",
+        status_after=target or "",
+    )
+    try:
+        with transaction.atomic():
+            row.save(force_insert=True)
+    except IntegrityError:
+        # Only reachable where the row lock is weaker than the constraint (SQLite serialises instead).
+        duplicate = _duplicate_of(session=session, event_type=event_type, event_id=event.event_id)
+        if duplicate is None:
+            raise
+        return EventResult(session=session, event=duplicate, created=False)
+    _apply(session=session, target=target, event=row)
     return EventResult(session=session, event=row, created=True)
 
 
 def _apply(*, session: CallSession, target: states.Status | None, event: CallEvent) -> None:
     fields = ["last_event_at", "updated_at"]
+    last_sign_of_life = session.last_event_at
     if session.last_event_at is None or event.occurred_at > session.last_event_at:
         session.last_event_at = event.occurred_at
     if target is not None:
@@ -271,7 +297,10 @@ def _apply(*, session: CallSession, target: states.Status | None, event: CallEve
             session.answered_at = max(at, session.started_at)
             fields.append("answered_at")
         if target in states.TERMINAL:
-            session.ended_at = max(at, session.started_at)
+            # An abandoned call ended when it was last heard from, not when the expiry job noticed: hours of
+            # silence are not talk time.
+            end = (last_sign_of_life or at) if target == states.Status.ABANDONED else at
+            session.ended_at = max(end, session.started_at)
             answered = session.answered_at
             session.duration_ms = int((session.ended_at - answered).total_seconds() * 1000) if answered else 0
             reason = event.data.get("reason") if isinstance(event.data, dict) else None

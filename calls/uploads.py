@@ -77,8 +77,10 @@ def recording_upload(*, session: CallSession, body: IO[bytes], declared_length: 
             )
         sha256 = digest.hexdigest()
         existing = Recording.objects.filter(session=session).first()
-        if existing is not None and existing.sha256 == sha256 and existing.status != Recording.Status.DELETED:
-            # A client's retry of the same bytes, whether or not the first one was ingested yet.
+        retry_states = (Recording.Status.PENDING, Recording.Status.PROCESSING, Recording.Status.AVAILABLE)
+        if existing is not None and existing.sha256 == sha256 and existing.status in retry_states:
+            # A client's retry of the same bytes, whether or not the first one was ingested yet. (A failed
+            # recording is stored again: its file may have vanished, and this brings it back.)
             return RecordingUploadResult(recording=existing, created=False)
         if existing is not None and existing.status == Recording.Status.PROCESSING:
             raise UploadRejected(

@@ -15,6 +15,8 @@ import django_stubs_ext
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from crm.storage_config import s3_recordings_storage
+
 # Lets admin and form classes be subscripted with their model (ModelAdmin[Team]) at run time, for mypy.
 django_stubs_ext.monkeypatch()
 
@@ -177,25 +179,15 @@ RECORDINGS_S3_BUCKET = env.str("RECORDINGS_S3_BUCKET", default="")
 
 recordings_storage: dict[str, Any]
 if RECORDINGS_S3_BUCKET:
-    recordings_storage = {
-        "BACKEND": "storages.backends.s3.S3Storage",
-        "OPTIONS": {
-            "bucket_name": RECORDINGS_S3_BUCKET,
-            "endpoint_url": env.str("RECORDINGS_S3_ENDPOINT_URL", default="") or None,
-            "region_name": env.str("RECORDINGS_S3_REGION", default="") or None,
-            "access_key": _secret("RECORDINGS_S3_ACCESS_KEY_ID") or None,
-            "secret_key": _secret("RECORDINGS_S3_SECRET_ACCESS_KEY") or None,
-            "location": env.str("RECORDINGS_S3_PREFIX", default=""),
-            "default_acl": None,
-            # Recordings are private: the app streams them after a permission check or hands out a signed URL
-            # that expires quickly.
-            "querystring_auth": True,
-            "querystring_expire": env.int("RECORDINGS_SIGNED_URL_TTL", default=300),
-            "file_overwrite": False,
-            # SigV4: buckets created since 2020 refuse the older signatures botocore picks for some regions.
-            "signature_version": "s3v4",
-        },
-    }
+    recordings_storage = s3_recordings_storage(
+        bucket=RECORDINGS_S3_BUCKET,
+        endpoint_url=env.str("RECORDINGS_S3_ENDPOINT_URL", default=""),
+        region=env.str("RECORDINGS_S3_REGION", default=""),
+        access_key=_secret("RECORDINGS_S3_ACCESS_KEY_ID"),
+        secret_key=_secret("RECORDINGS_S3_SECRET_ACCESS_KEY"),
+        prefix=env.str("RECORDINGS_S3_PREFIX", default=""),
+        signed_url_ttl=env.int("RECORDINGS_SIGNED_URL_TTL", default=300),
+    )
 else:
     recordings_storage = {
         "BACKEND": "django.core.files.storage.FileSystemStorage",

@@ -19,7 +19,7 @@ import pytest
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerDown
 
-from calls import adoption, maintenance, storage, tasks
+from calls import adoption, maintenance, services, storage, tasks
 from calls.maintenance import (
     ingests_retry,
     orphans_sweep,
@@ -227,12 +227,6 @@ def test_it_never_adopts_a_folder_not_named_by_a_session_id(recordings_root: Pat
     assert counts() == (0, 0, 0, 0, 0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: calls/maintenance.py orphans_sweep accepts a folder named by an UPPERCASE uuid (parse_session_id "
-    "allows A-F) but then inspects the lowercase sessions/<uuid>/ folder, which does not exist: the folder is "
-    "neither adopted nor listed in not_session_ids, and is misreported as 'without audio' on every sweep.",
-)
 def test_it_does_not_misreport_a_folder_named_by_an_uppercase_id(recordings_root: Path, eager):
     sid = uuid.uuid4()
     write_folder(recordings_root, audio=wav_bytes(), name=str(sid).upper())
@@ -494,22 +488,16 @@ def test_it_expires_once_however_often_it_runs_and_deletes_nothing(alice):
     assert {e.session_id for e in CallEvent.objects.all()} == {s.pk for s in [*stale, live]}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: calls/maintenance.py sessions_expire_stale selects the quiet sessions first and then records "
-    "`abandoned` for each through call_event_record without re-checking last_event_at under its row lock: a "
-    "session whose next event (answered) lands in between is abandoned anyway, ending a live call.",
-)
 def test_it_does_not_abandon_a_session_whose_event_arrives_while_the_job_runs(alice, monkeypatch):
     session = _session(alice, "ringing", quiet_for=timedelta(hours=2))
-    real_record = call_event_record
+    real_abandon = services.call_session_abandon_if_quiet
 
-    def event_arrives_first(*, session_id: uuid.UUID, event: EventInput) -> Any:
-        if event.type == "abandoned":
-            real_record(session_id=session_id, event=EventInput(type="answered"))
-        return real_record(session_id=session_id, event=event)
+    def event_arrives_first(**kwargs: Any) -> bool:
+        # The call is answered after the job picked it as quiet, before it takes the row lock.
+        call_event_record(session_id=kwargs["session_id"], event=EventInput(type="answered"))
+        return real_abandon(**kwargs)
 
-    monkeypatch.setattr(maintenance, "call_event_record", event_arrives_first)
+    monkeypatch.setattr(maintenance, "call_session_abandon_if_quiet", event_arrives_first)
 
     sessions_expire_stale(older_than=timedelta(minutes=30))
 

@@ -469,13 +469,6 @@ def test_it_stores_the_same_file_again_after_retention_deleted_it(
     assert CallSession.objects.get(pk=session.pk).recording_status == CallSession.RecordingStatus.AVAILABLE
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: calls/uploads.py recording_upload treats the same sha256 as a client retry for every status but "
-    "deleted, failed included: when the first copy's ingest failed because the file vanished from storage, "
-    "re-sending the same bytes answers 200 with the failed recording, stores nothing and queues nothing, so the "
-    "recording can never be restored by upload.",
-)
 def test_it_stores_the_same_file_again_when_the_first_copy_vanished_from_storage(
     api_client_for, alice, session, speech: Path, recordings_root: Path, eager
 ):
