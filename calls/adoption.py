@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -58,32 +62,81 @@ def _time(meta: dict[str, Any], key: str, problems: list[str]) -> datetime | Non
     return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed, UTC)
 
 
-def read_ownership(*, folder: SessionFolder) -> Ownership:
-    """Owner, team, campaign and session fields from meta.json; each invalid field is reported and ignored."""
+def _campaign_pk(ref: Any) -> int | None:
+    """A campaign named by its id (a number, or a string of digits) rather than by its name."""
+    if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
+        return int(ref)
+    return None
+
+
+class Directory:
+    """Where read_ownership finds the users, teams and campaigns meta.json names: a query per name."""
+
+    def user(self, username: str) -> User | None:
+        return User.objects.filter(username=username, is_active=True).select_related("team").first()
+
+    def team(self, name: str) -> Team | None:
+        return Team.objects.filter(name=name).first()
+
+    def campaign(self, team: Team, ref: Any) -> Campaign | None:
+        lookup = Campaign.objects.filter(team=team)
+        pk = _campaign_pk(ref)
+        if pk is not None:
+            return lookup.filter(pk=pk).first()
+        if isinstance(ref, str):
+            return lookup.filter(name=ref).first()
+        return None
+
+
+class CachedDirectory(Directory):
+    """The same answers, each name looked up once (the sweep's batches: many folders name the same owner)."""
+
+    def __init__(self) -> None:
+        self.users: dict[str, User | None] = {}
+        self.teams: dict[str, Team | None] = {}
+        self.campaigns: dict[tuple[int, Any], Campaign | None] = {}
+
+    def user(self, username: str) -> User | None:
+        if username not in self.users:
+            self.users[username] = super().user(username)
+        return self.users[username]
+
+    def team(self, name: str) -> Team | None:
+        if name not in self.teams:
+            self.teams[name] = super().team(name)
+        return self.teams[name]
+
+    def campaign(self, team: Team, ref: Any) -> Campaign | None:
+        key = (team.pk, ref if isinstance(ref, str | int) else repr(ref))
+        if key not in self.campaigns:
+            self.campaigns[key] = super().campaign(team, ref)
+        return self.campaigns[key]
+
+
+def read_ownership(*, folder: SessionFolder, directory: Directory | None = None) -> Ownership:
+    """Owner, team, campaign and session fields from meta.json; each invalid field is reported and ignored.
+    ``directory`` answers the lookups (by default a query each; the sweep preloads a batch's)."""
+    directory = directory or Directory()
     meta = folder.meta or {}
     problems = folder.problems
     owner = team = None
     campaign = None
     username = _text(meta, "owner", 150, problems)
     if username:
-        owner = User.objects.filter(username=username, is_active=True).select_related("team").first()
+        owner = directory.user(username)
         if owner is None or owner.is_integration:
             problems.append(f"meta.json: owner {username!r} is not an active user; ignored.")
             owner = None
     team_name = _text(meta, "team", 120, problems)
     if team_name:
-        team = Team.objects.filter(name=team_name).first()
+        team = directory.team(team_name)
         if team is None:
             problems.append(f"meta.json: team {team_name!r} does not exist; ignored.")
     if team is None and owner is not None:
         team = owner.team
     campaign_ref = meta.get("campaign")
     if campaign_ref is not None:
-        lookup = Campaign.objects.filter(team=team) if team else Campaign.objects.none()
-        if isinstance(campaign_ref, int) or (isinstance(campaign_ref, str) and campaign_ref.isdigit()):
-            campaign = lookup.filter(pk=int(campaign_ref)).first()
-        elif isinstance(campaign_ref, str):
-            campaign = lookup.filter(name=campaign_ref).first()
+        campaign = directory.campaign(team, campaign_ref) if team else None
         if campaign is None:
             problems.append(f"meta.json: campaign {campaign_ref!r} is not a campaign of the session's team; ignored.")
     direction = _text(meta, "direction", 8, problems)
@@ -111,10 +164,16 @@ def orphan_adopt(*, session_id: uuid.UUID, requester: User | None) -> CallSessio
 
     ``requester=None`` is the periodic sweep: meta.json's owner, else unassigned for managers to triage.
     Concurrent calls for one id create one row (the primary key decides); the others read it.
+
+    Inside ``sweep_batch()`` the sweep's adoptions are collected instead: the answer is the row to be written,
+    unsaved, and ``AdoptionBatch.write`` writes them all at once.
     """
     folder = inspect_session_folder(session_id=session_id)
     if folder is None or folder.audio is None:
         return None
+    batch = _batch.get() if requester is None else None
+    if batch is not None:
+        return batch.add(folder)
     ownership = read_ownership(folder=folder)
     owner, team = ownership.owner, ownership.team
     integration = integration_of(requester) if requester is not None else None
@@ -133,22 +192,27 @@ def orphan_adopt(*, session_id: uuid.UUID, requester: User | None) -> CallSessio
     return _create_adopted(folder=folder, ownership=ownership, owner=owner, team=team, requester=requester)
 
 
-def _create_adopted(
-    *, folder: SessionFolder, ownership: Ownership, owner: User | None, team: Team | None, requester: User | None
-) -> CallSession | None:
-    fields = dict(ownership.fields)
+def _external_id_taken(*, source: str, external_id: str) -> bool:
+    # The condition of the partial unique index session_unique_external_id, so that SQLite's planner may use it.
+    return CallSession.objects.filter(source=source, external_id=external_id).exclude(external_id="").exists()
+
+
+def _drop_taken_external_id(*, folder: SessionFolder, fields: dict[str, Any]) -> None:
+    folder.problems.append(
+        f"meta.json: external_id {fields['external_id']!r} is already used by another session of "
+        f"{fields['source']!r}; not copied."
+    )
+    fields["external_id"] = ""
+
+
+def _adopted_session(
+    *, folder: SessionFolder, ownership: Ownership, owner: User | None, team: Team | None, fields: dict[str, Any]
+) -> CallSession:
+    """The row of an adopted folder (not saved); ``fields`` are the ownership's, external_id already checked."""
+    fields = dict(fields)
     ended_at = fields.pop("ended_at")
     started_at = fields["started_at"]
-    if (
-        fields["external_id"]
-        and CallSession.objects.filter(source=fields["source"], external_id=fields["external_id"]).exists()
-    ):
-        folder.problems.append(
-            f"meta.json: external_id {fields['external_id']!r} is already used by another session of "
-            f"{fields['source']!r}; not copied."
-        )
-        fields["external_id"] = ""
-    session = CallSession(
+    return CallSession(
         id=folder.session_id,
         owner=owner,
         team=team,
@@ -164,6 +228,38 @@ def _create_adopted(
         last_event_at=timezone.now(),
         **fields,
     )
+
+
+def _adopted_rows(*, session: CallSession, folder: SessionFolder, by: str) -> tuple[Recording, CallEvent]:
+    """The recording and the ``adopted`` event that go with an adopted session's row (not saved)."""
+    recording = Recording(session=session, file=folder.audio or "", status=Recording.Status.PENDING)
+    event = CallEvent(
+        session=session,
+        type="adopted",
+        occurred_at=session.last_event_at or timezone.now(),
+        data={"by": by, "files": folder.files, "problems": folder.problems},
+    )
+    return recording, event
+
+
+def _log_adopted(*, session: CallSession, folder: SessionFolder, by: str) -> None:
+    logger.info(
+        "adopted orphaned recording %s (owner %s, by %s)%s",
+        session.pk,
+        session.owner.username if session.owner else "unassigned",
+        by,
+        f"; problems: {'; '.join(folder.problems)}" if folder.problems else "",
+    )
+
+
+def _create_adopted(
+    *, folder: SessionFolder, ownership: Ownership, owner: User | None, team: Team | None, requester: User | None
+) -> CallSession | None:
+    fields = dict(ownership.fields)
+    if fields["external_id"] and _external_id_taken(source=fields["source"], external_id=fields["external_id"]):
+        _drop_taken_external_id(folder=folder, fields=fields)
+    session = _adopted_session(folder=folder, ownership=ownership, owner=owner, team=team, fields=fields)
+    by = requester.username if requester else "sweep"
     try:
         with transaction.atomic():
             session.save(force_insert=True)
@@ -171,29 +267,136 @@ def _create_adopted(
                 # Never let someone create a row they could not see: it would hint the id exists.
                 transaction.set_rollback(True)
                 return None
-            Recording.objects.create(session=session, file=folder.audio or "", status=Recording.Status.PENDING)
-            CallEvent.objects.create(
-                session=session,
-                type="adopted",
-                occurred_at=session.last_event_at or timezone.now(),
-                data={
-                    "by": requester.username if requester else "sweep",
-                    "files": folder.files,
-                    "problems": folder.problems,
-                },
-            )
+            recording, event = _adopted_rows(session=session, folder=folder, by=by)
+            recording.save(force_insert=True)
+            event.save(force_insert=True)
             transaction.on_commit(lambda: _queue_ingest(session.pk))
     except IntegrityError:
         # Someone else adopted it first (or the id was taken meanwhile): theirs is the row.
         return None
-    logger.info(
-        "adopted orphaned recording %s (owner %s, by %s)%s",
-        session.pk,
-        owner.username if owner else "unassigned",
-        requester.username if requester else "sweep",
-        f"; problems: {'; '.join(folder.problems)}" if folder.problems else "",
-    )
+    _log_adopted(session=session, folder=folder, by=by)
     return session
+
+
+# --- The sweep's batch path -------------------------------------------------------------------------------
+
+
+@dataclass
+class BatchAdoption:
+    """What ``AdoptionBatch.write`` did with each folder collected (each id is in exactly one list)."""
+
+    adopted: list[uuid.UUID] = field(default_factory=list)
+    # A row with that id exists now, made by someone else (a user's first look adopted it meanwhile, say).
+    taken: list[uuid.UUID] = field(default_factory=list)
+    # Not written by the bulk insert and without a row (its external id was taken meanwhile, say): for the
+    # caller to adopt alone, with ``orphan_adopt`` outside the batch.
+    left: list[uuid.UUID] = field(default_factory=list)
+
+
+@dataclass
+class AdoptionBatch:
+    """The sweep's adoptions, collected by ``orphan_adopt(requester=None)`` inside ``sweep_batch()`` and
+    written by ``write``: the same rows, fields and problems as one by one, with the owner, team and campaign
+    lookups made once per name, the external ids checked in one query, and the inserts made in bulk."""
+
+    directory: CachedDirectory = field(default_factory=CachedDirectory)
+    folders: list[tuple[SessionFolder, Ownership, CallSession]] = field(default_factory=list)
+
+    def add(self, folder: SessionFolder) -> CallSession:
+        ownership = read_ownership(folder=folder, directory=self.directory)
+        session = _adopted_session(
+            folder=folder, ownership=ownership, owner=ownership.owner, team=ownership.team, fields=ownership.fields
+        )
+        self.folders.append((folder, ownership, session))
+        return session
+
+    def write(self) -> BatchAdoption:
+        result = BatchAdoption()
+        if not self.folders:
+            return result
+        sessions = self._sessions()
+        by_id = {folder.session_id: folder for folder, _, _ in self.folders}
+        try:
+            created, present = _batch_insert(sessions, by_id)
+        except IntegrityError:
+            # A row the bulk insert could not ignore (a CHECK, say): none of the batch is written.
+            logger.warning("orphan sweep: batch adoption failed, %d folders left to adopt one by one", len(sessions))
+            created, present = [], set()
+        for session in created:
+            result.adopted.append(session.pk)
+            _log_adopted(session=session, folder=by_id[session.pk], by="sweep")
+        done = {s.pk for s in created}
+        for session in sessions:
+            if session.pk not in done:
+                (result.taken if session.pk in present else result.left).append(session.pk)
+        self.folders = []
+        return result
+
+    def _sessions(self) -> list[CallSession]:
+        """The rows to insert: as built by ``add``, but for an external id used meanwhile or twice in the batch."""
+        wanted = {(o.fields["source"], o.fields["external_id"]) for _, o, _ in self.folders if o.fields["external_id"]}
+        used: set[tuple[str, str]] = set()
+        if wanted:
+            found = CallSession.objects.filter(
+                source__in={s for s, _ in wanted}, external_id__in={e for _, e in wanted}
+            ).order_by()
+            # Unordered, and with the condition of the partial unique index session_unique_external_id: SQLite
+            # then looks the pairs up in that index instead of walking every session of the source by date.
+            used = {p for p in found.exclude(external_id="").values_list("source", "external_id") if p in wanted}
+        sessions: list[CallSession] = []
+        for folder, ownership, built in self.folders:
+            session, fields = built, ownership.fields
+            if fields["external_id"]:
+                pair = (fields["source"], fields["external_id"])
+                if pair in used:
+                    fields = dict(fields)
+                    _drop_taken_external_id(folder=folder, fields=fields)
+                    session = _adopted_session(
+                        folder=folder, ownership=ownership, owner=ownership.owner, team=ownership.team, fields=fields
+                    )
+                else:
+                    used.add(pair)  # the first folder of the batch to name it gets it, as one by one
+            sessions.append(session)
+        return sessions
+
+
+_batch: ContextVar[AdoptionBatch | None] = ContextVar("adoption_batch", default=None)
+
+
+@contextmanager
+def sweep_batch() -> Iterator[AdoptionBatch]:
+    """Collect the sweep's adoptions (``orphan_adopt(requester=None)``) for ``AdoptionBatch.write``."""
+    batch = AdoptionBatch()
+    token = _batch.set(batch)
+    try:
+        yield batch
+    finally:
+        _batch.reset(token)
+
+
+def _batch_insert(
+    sessions: list[CallSession], folders: dict[uuid.UUID, SessionFolder]
+) -> tuple[list[CallSession], set[uuid.UUID]]:
+    """Insert the rows that nobody inserted meanwhile, with their recordings and events, in one transaction;
+    answers the sessions created and the ids that have a row now (created or not)."""
+    with transaction.atomic():
+        CallSession.objects.bulk_create(sessions, ignore_conflicts=True)
+        # Which rows are ours: a row that was there before, or was made meanwhile by an adoption, already has its
+        # recording (an adoption writes both in one transaction); ours have none yet.
+        ids = [s.pk for s in sessions]
+        present = set(CallSession.objects.filter(pk__in=ids).order_by().values_list("pk", flat=True))
+        with_recording = set(Recording.objects.filter(session_id__in=ids).values_list("session_id", flat=True))
+        created = [s for s in sessions if s.pk in present and s.pk not in with_recording]
+        pairs = [_adopted_rows(session=s, folder=folders[s.pk], by="sweep") for s in created]
+        Recording.objects.bulk_create([recording for recording, _ in pairs])
+        CallEvent.objects.bulk_create([event for _, event in pairs])
+        for session in created:
+            transaction.on_commit(partial(_queue_ingest_later, session.pk))
+    return created, present
+
+
+def _queue_ingest_later(session_id: uuid.UUID) -> None:
+    _queue_ingest(session_id)  # looked up when it runs, as the single adoption's lambda does
 
 
 def _queue_ingest(session_id: uuid.UUID) -> None:

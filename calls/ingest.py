@@ -28,7 +28,8 @@ from django.conf import settings
 from django.contrib.postgres.search import SearchVector
 from django.core.files.storage import FileSystemStorage
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import BigIntegerField, BooleanField, ExpressionWrapper, F, Q, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from calls import asr
@@ -189,6 +190,7 @@ def _ingest_recording(*, session_id: uuid.UUID) -> str:
 
 
 def _finish_available(*, recording: Recording, facts: FileFacts, info: AudioInfo) -> None:
+    now = timezone.now()
     recording.size_bytes = facts.size
     recording.sha256 = facts.sha256
     recording.format = info.container or facts.format
@@ -201,16 +203,33 @@ def _finish_available(*, recording: Recording, facts: FileFacts, info: AudioInfo
     recording.talk_ms = info.talk_ms
     recording.status = Recording.Status.AVAILABLE
     recording.failure_reason = ""
-    recording.ingested_at = timezone.now()
+    recording.ingested_at = now
     with transaction.atomic():
-        recording.save()
-        session = CallSession.objects.select_for_update().get(pk=recording.session_id)
-        session.recording_status = CallSession.RecordingStatus.AVAILABLE
-        fields = ["recording_status", "updated_at"]
-        if session.duration_ms is None:
-            session.duration_ms = info.duration_ms
-            fields.append("duration_ms")
-        session.save(update_fields=fields)
+        recording.save(update_fields=_AVAILABLE_FIELDS)
+        # One conditional UPDATE: the session's own duration (from its events) wins over the recording's.
+        CallSession.objects.filter(pk=recording.session_id).update(
+            recording_status=CallSession.RecordingStatus.AVAILABLE,
+            duration_ms=Coalesce(F("duration_ms"), Value(info.duration_ms), output_field=BigIntegerField()),
+            updated_at=now,
+        )
+
+
+_AVAILABLE_FIELDS = [
+    "size_bytes",
+    "sha256",
+    "format",
+    "content_type",
+    "codec",
+    "duration_ms",
+    "channels",
+    "sample_rate",
+    "waveform",
+    "talk_ms",
+    "status",
+    "failure_reason",
+    "ingested_at",
+    "updated_at",
+]
 
 
 def _finish_failed(*, recording: Recording, reason: str) -> None:
@@ -237,12 +256,17 @@ def _ingest_provided_transcript(*, session_id: uuid.UUID) -> bool:
     """Parse the folder's transcript file, if any; answers whether the session now has a transcript."""
     folder = inspect_session_folder(session_id=session_id)
     key = folder.transcript if folder else None
-    current = Transcript.objects.filter(session_id=session_id).values_list("file", flat=True).first()
-    if folder and current and current.rsplit("/", 1)[-1] in folder.files:
+    # The session's current transcript, if any, in one query: its file, checksum and whether it has text.
+    current_file, current_checksum, has_text = (
+        Transcript.objects.filter(session_id=session_id)
+        .values_list("file", "checksum", ExpressionWrapper(~Q(text=""), output_field=BooleanField()))
+        .first()
+    ) or ("", "", False)
+    if folder and current_file and current_file.rsplit("/", 1)[-1] in folder.files:
         # An uploaded transcript is the session's transcript even when older files share the folder.
-        key = current
+        key = current_file
     if key is None:
-        return Transcript.objects.filter(session_id=session_id).exclude(text="").exists()
+        return bool(has_text)
     storage = recordings_storage()
     try:
         if storage.size(key) > MAX_TRANSCRIPT_BYTES:
@@ -255,7 +279,7 @@ def _ingest_provided_transcript(*, session_id: uuid.UUID) -> bool:
     except (OSError, BotoCoreError, ClientError) as exc:
         raise StorageUnavailable(f"Could not read {key}: {exc}") from exc
     checksum = hashlib.sha256(raw).hexdigest()
-    if Transcript.objects.filter(session_id=session_id, checksum=checksum).exists():
+    if checksum == current_checksum:  # already parsed (the session has one transcript row at most)
         return True
     try:
         parsed = parse_transcript(raw=raw, filename=key)
@@ -288,7 +312,10 @@ def transcript_save(
     """Replace the session's transcript and its segments in one transaction, then refresh the search index."""
     with transaction.atomic():
         CallSession.objects.select_for_update().filter(pk=session_id).exists()
-        transcript, _ = Transcript.objects.get_or_create(session_id=session_id)
+        # Every writer of a session's transcript holds that lock (SQLite: transactions are IMMEDIATE), so the
+        # row cannot appear between this look-up and the INSERT: no savepoint (get_or_create's) is needed.
+        existing = Transcript.objects.filter(session_id=session_id).first()
+        transcript = existing or Transcript(session_id=session_id)
         transcript.text = parsed.text
         transcript.language = parsed.language
         transcript.source = source
@@ -297,7 +324,8 @@ def transcript_save(
         transcript.file = file
         transcript.checksum = checksum
         transcript.save()
-        transcript.segments.all().delete()
+        if existing is not None:
+            transcript.segments.all().delete()
         TranscriptSegment.objects.bulk_create(
             TranscriptSegment(
                 transcript=transcript,

@@ -13,6 +13,7 @@ from typing import Any
 
 import django_stubs_ext
 import environ
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 from crm.storage_config import s3_recordings_storage
@@ -75,6 +76,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "corsheaders",
+    "csp",
 ]
 
 MIDDLEWARE = [
@@ -89,6 +91,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
 ]
 
 ROOT_URLCONF = "crm.urls"
@@ -255,7 +258,9 @@ CORS_EXPOSE_HEADERS = ["Location", "X-Session-ID"]
 
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
 CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=f"file://{VAR_DIR / 'celery' / 'results'}")
-(VAR_DIR / "celery").mkdir(parents=True, exist_ok=True)
+# The default result backend and beat schedule live here whatever the broker is.
+for _folder in (VAR_DIR / "celery", VAR_DIR / "celery" / "results"):
+    _folder.mkdir(parents=True, exist_ok=True)
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # Embedded mode: messages are files under var/celery, so a real worker runs with no broker server.
     _broker_dir = VAR_DIR / "celery" / "broker"
@@ -267,6 +272,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "data_folder_out": str(_broker_dir),
         "control_folder": str(VAR_DIR / "celery" / "control"),
         "store_processed": False,
+        # kombu's default is 1 s: a worker would take at most one task a second per process.
+        "polling_interval": 0.1,
     }
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {
@@ -321,6 +328,28 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
+
+# Content-Security-Policy: scripts, styles and media only from this origin (no inline script anywhere), nothing
+# may frame the pages. Recordings on S3 play from signed URLs on the bucket's host, which media-src allows.
+_media_sources = [SELF]
+if RECORDINGS_S3_BUCKET:
+    _endpoint = env.str("RECORDINGS_S3_ENDPOINT_URL", default="")
+    _media_sources.append(_endpoint.rstrip("/") if _endpoint else "https://*.amazonaws.com")
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "media-src": _media_sources,
+        "connect-src": [SELF],
+        "font-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
 
 # --- Logging ----------------------------------------------------------------------------------------------
 

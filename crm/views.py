@@ -12,7 +12,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from crm import health
 from crm.forms import ApiTokenCreateForm
 from crm.models import User
-from crm.selectors import api_token_list, get_api_token_for_user, team_members
+from crm.selectors import api_token_list, get_api_token_for_user
 from crm.services import api_token_create, api_token_revoke
 
 
@@ -21,12 +21,6 @@ def _user(request: HttpRequest) -> User:
     if not isinstance(request.user, User):
         raise PermissionDenied
     return request.user
-
-
-@login_required
-def home(request: HttpRequest) -> HttpResponse:
-    user = _user(request)
-    return render(request, "crm/home.html", {"team": user.team, "members": team_members(user=user)})
 
 
 @login_required
