@@ -267,11 +267,25 @@ def test_it_filters_the_list(api_client_for, alice, carol, bob):
 
 
 def test_it_searches_numbers_and_transcripts(api_client_for, alice):
-    from calls.models import Transcript
+    from calls.ingest import transcript_save
+    from calls.transcripts import ParsedTranscript, Segment
 
     hit = CallSessionFactory.create(owner=alice, from_number="+4930123456")
     spoken = CallSessionFactory.create(owner=alice)
-    Transcript.objects.create(session=spoken, text="We talked about the Enterprise renewal pricing.")
+    text = "We talked about the Enterprise renewal pricing."
+    # Through the service that writes transcripts, which also fills PostgreSQL's search vector.
+    transcript_save(
+        session_id=spoken.pk,
+        parsed=ParsedTranscript(
+            text=text,
+            segments=[Segment(speaker="", start_ms=None, end_ms=None, text=text)],
+            encoding="utf-8",
+            had_replacements=False,
+            language="en",
+            format="txt",
+        ),
+        source="provided",
+    )
     CallSessionFactory.create(owner=alice)
     client = api_client_for(alice)
     assert set(_ids(client.get("/api/crm/sessions/?q=30 123456"))) == {str(hit.pk)}
