@@ -7,16 +7,20 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from calls.page_urls import page_urlpatterns as calls_pages
 from calls.urls import api_urlpatterns as calls_api
+from campaigns.page_urls import page_urlpatterns as campaigns_pages
+from campaigns.urls import api_urlpatterns as campaigns_api
 from crm import views
 from crm.api import ApiRootView
 
 api_patterns = [
     path("", ApiRootView.as_view(), name="api-root"),
     *calls_api,
+    *campaigns_api,
 ]
 
 urlpatterns = [
     *calls_pages,
+    *campaigns_pages,
     path(
         "accounts/login/",
         auth_views.LoginView.as_view(template_name="registration/login.html", redirect_authenticated_user=True),

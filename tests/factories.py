@@ -10,6 +10,7 @@ from factory.helpers import post_generation
 
 from calls.models import CallSession, Recording, Source
 from calls.services import source_create
+from campaigns.models import Campaign, Contact, DoNotCall
 from crm.models import ApiToken, Team, User
 from crm.services import api_token_create
 
@@ -102,3 +103,41 @@ def make_integration(
 ) -> tuple[Source, str]:
     """An integration with its service user; returns it with an API token key."""
     return source_create(name=name, default_owner=owner, signing_secret=signing_secret)
+
+
+# --- campaigns -----------------------------------------------------------------------------------------------
+
+
+class ContactFactory(DjangoModelFactory[Contact]):
+    """A contact of a team, with a distinct valid US number (555-01xx is reserved for fiction)."""
+
+    class Meta:
+        model = Contact
+
+    team = SubFactory(TeamFactory)
+    name = Sequence(lambda n: f"Contact {n}")
+    phone = Sequence(lambda n: f"+1202555{n % 10000:04d}")
+    timezone = "America/New_York"
+
+
+class DoNotCallFactory(DjangoModelFactory[DoNotCall]):
+    class Meta:
+        model = DoNotCall
+
+    team = SubFactory(TeamFactory)
+    phone = Sequence(lambda n: f"+1202556{n % 10000:04d}")
+    reason = "Asked not to be called"
+
+
+class CampaignFactory(DjangoModelFactory[Campaign]):
+    """A campaign of a manager's team, managed by that manager, dialing through the simulator."""
+
+    class Meta:
+        model = Campaign
+
+    manager = SubFactory(ManagerFactory)
+    team = LazyAttribute(lambda c: c.manager.team if c.manager is not None else TeamFactory())
+    name = Sequence(lambda n: f"Campaign {n}")
+    caller_id = "+12025550100"
+    dialer = Campaign.Dialer.SIMULATOR
+    window_days: list[int] = []
