@@ -13,19 +13,17 @@ from django.http import QueryDict
 from django.utils import timezone
 
 from calls.models import CallSession
-from calls.reports import (
+from calls.reports.call_list import (
     DEFAULT_PAGE_SIZE,
-    DEFAULT_PERIOD,
     DEFAULT_SORT,
     PAGE_SIZES,
-    PERIODS,
     SORT_CHOICES,
     CallListQuery,
     Cursor,
     InvalidCursor,
-    campaign_choices,
-    owner_choices,
 )
+from calls.reports.choices import campaign_choices, owner_choices
+from calls.reports.dashboard import DEFAULT_PERIOD, PERIODS
 from calls.selectors import SessionFilters
 from calls.states import Status
 from crm.models import User

@@ -9,7 +9,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_safe
 
 from calls.forms import DashboardForm
-from calls.reports import PERIODS, dashboard_page
+from calls.reports.dashboard import PERIODS, dashboard_page
 from crm.models import User
 
 

@@ -12,7 +12,7 @@ from django.test import Client
 from django.utils import timezone
 
 from calls.models import CallSession
-from calls.reports import DashboardStats, DayCount, _nice_ceiling, dashboard_stats, per_day_chart
+from calls.reports.dashboard import DashboardStats, DayCount, _nice_ceiling, dashboard_stats, per_day_chart
 from campaigns.models import Campaign
 from crm.models import Team, User
 from tests.factories import CallSessionFactory

@@ -19,7 +19,8 @@ from django.utils import timezone
 
 from calls.ingest import transcript_save
 from calls.models import CallSession
-from calls.reports import Cursor, format_duration, highlight
+from calls.reports.call_list import Cursor, highlight
+from calls.reports.formatting import format_duration
 from calls.transcripts import ParsedTranscript, Segment
 from campaigns.models import Campaign
 from crm.models import Team, User
