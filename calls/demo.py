@@ -30,6 +30,7 @@ import random
 import shutil
 import subprocess
 import tempfile
+import tomllib
 import uuid
 import wave
 from collections.abc import Sequence
@@ -82,153 +83,29 @@ class Dialogue:
     dual_channel: bool = False
 
 
-DIALOGUES: tuple[Dialogue, ...] = (
-    Dialogue(
-        agent="alice",
-        customer="Dana Whitfield",
-        topic="Solar quote follow-up",
-        caller_voice="en-us+f2",
-        lines=(
-            (AGENT, "Hi Dana, this is Alice from Brightline Solar. I'm calling about the quote we sent on Monday."),
-            (CALLER, "Oh, hi. Yes, I got it, but the price was a bit higher than I expected."),
-            (AGENT, "I understand. The quote includes the battery. Without it, the installation is eleven thousand."),
-            (CALLER, "That sounds more reasonable. Is the warranty the same?"),
-            (AGENT, "Yes. Twenty five years on the panels, and ten years on the inverter."),
-            (CALLER, "Great. Can you send me the revised quote by email?"),
-            (AGENT, "Of course, you'll have it within the hour. Thanks Dana, talk soon."),
-        ),
-    ),
-    Dialogue(
-        agent="bob",
-        customer="Marcus Lee",
-        topic="Appointment reminder",
-        caller_voice="en-gb+m1",
-        lines=(
-            (AGENT, "Good morning, this is Bob from Riverside Dental, about your appointment on Thursday at ten."),
-            (CALLER, "Right, thanks for calling. Could we move it to the afternoon?"),
-            (AGENT, "We have an opening at two thirty on the same day. Would that work?"),
-            (CALLER, "Two thirty is perfect."),
-            (AGENT, "Done. You'll get a text confirmation shortly. Anything else I can help with?"),
-            (CALLER, "No, that's all. Thank you."),
-        ),
-    ),
-    Dialogue(
-        agent="alice",
-        customer="Priya Natarajan",
-        topic="Annual renewal",
-        caller_voice="en-us+f4",
-        lines=(
-            (AGENT, "Hello Priya, it's Alice from Callbook. Your annual renewal comes up at the end of the month."),
-            (CALLER, "Yes, we wanted to talk about that. We added twelve agents this quarter."),
-            (AGENT, "Then the team plan fits better. It's cheaper per seat once you pass twenty users."),
-            (CALLER, "Can you send a proposal with both options?"),
-            (AGENT, "Absolutely. I'll include the discount for paying annually."),
-            (CALLER, "Perfect. I'll review it with our finance team on Friday."),
-        ),
-    ),
-    Dialogue(
-        agent="bob",
-        customer="Sofia Romero",
-        topic="Late delivery",
-        caller_voice="en-us+f2",
-        dual_channel=True,
-        lines=(
-            (CALLER, "Hi, my order was supposed to arrive yesterday, and the tracking hasn't changed."),
-            (AGENT, "I'm sorry about that. Can you read me the order number?"),
-            (CALLER, "It's four seven two nine one."),
-            (AGENT, "Thanks. The parcel is held at the depot because the apartment number is missing."),
-            (CALLER, "Oh, it's apartment twelve B."),
-            (AGENT, "I've added it, and the courier will deliver tomorrow before noon."),
-            (CALLER, "Great, thank you so much."),
-        ),
-    ),
-    Dialogue(
-        agent="alice",
-        customer="Tom Becker",
-        topic="Home policy review",
-        caller_voice="en-us+m7",
-        lines=(
-            (AGENT, "Hi Tom, this is Alice from Harbor Insurance. You asked us to review your home policy."),
-            (CALLER, "Yes. We just finished a kitchen renovation, and I want to be sure we're covered."),
-            (AGENT, "Good thinking. A renovation raises the rebuild value, so I'd increase the dwelling coverage."),
-            (CALLER, "How much would that change the premium?"),
-            (AGENT, "About eighteen dollars a month. I can email you the details."),
-            (CALLER, "Please do. I'll look at it tonight."),
-        ),
-    ),
-    Dialogue(
-        agent="bob",
-        customer="Ellen Park",
-        topic="Cancellation request",
-        caller_voice="en-gb+f2",
-        lines=(
-            (CALLER, "Hello, I'd like to cancel my subscription."),
-            (AGENT, "I'm sorry to hear that. May I ask what isn't working for you?"),
-            (CALLER, "Honestly, it's the price. We barely use the advanced features."),
-            (AGENT, "We have a starter plan at half the price that keeps all your call history."),
-            (CALLER, "Oh, I didn't know that. Let's switch to the starter plan then."),
-            (AGENT, "Done. The new price applies from your next invoice."),
-        ),
-    ),
-    Dialogue(
-        agent="alice",
-        customer="Jamal Carter",
-        topic="Demo booking",
-        caller_voice="en-us+m1",
-        lines=(
-            (AGENT, "Hi Jamal, Alice here from Callbook. You downloaded our guide on voice agents last week."),
-            (CALLER, "I did. We're trying to understand where our calls go after the bot hangs up."),
-            (AGENT, "That's what we do. Every call gets a record, a recording, and a searchable transcript."),
-            (CALLER, "Interesting. Could you show us a demo next Tuesday?"),
-            (AGENT, "Sure. How about Tuesday at eleven, with your operations lead?"),
-            (CALLER, "Works for me. Send the invite."),
-        ),
-    ),
-    Dialogue(
-        agent="bob",
-        customer="Grace Okafor",
-        topic="Overdue invoice",
-        caller_voice="en-gb+f4",
-        lines=(
-            (AGENT, "Good afternoon, this is Bob from Northwind Utilities, about an invoice that's two weeks overdue."),
-            (CALLER, "Yes, sorry, I was travelling. Can I pay by card now?"),
-            (AGENT, "Of course. I'll send you a secure payment link by text message."),
-            (CALLER, "Thanks. Will there be a late fee?"),
-            (AGENT, "Since this is the first time, I've waived it."),
-            (CALLER, "That's kind of you. I'll pay it today."),
-        ),
-    ),
-)
+def _load_dialogues() -> tuple[dict[str, str], tuple[Dialogue, ...], tuple[Dialogue, ...]]:
+    """The scripts live in demo_dialogues.toml: they are data, edited by people who write dialogue, not code."""
+    with (Path(__file__).with_name("demo_dialogues.toml")).open("rb") as handle:
+        data = tomllib.load(handle)
 
-# Recordings that reached storage without a session row: what the triage page is for.
-ORPHAN_DIALOGUES: tuple[Dialogue, ...] = (
-    Dialogue(
-        agent="alice",
-        customer="Unknown caller",
-        topic="Warranty claim callback",
-        caller_voice="en-us+m3",
-        lines=(
-            (
-                CALLER,
-                "Hi, I'm returning a call about my warranty claim. My reference is W, eight one two.",
-            ),
-            (AGENT, "Thanks for calling back. I'll find the right person and they'll call you today."),
-        ),
-    ),
-    Dialogue(
-        agent="alice",
-        customer="Unknown caller",
-        topic="Roof inspection",
-        caller_voice="en-gb+f4",
-        lines=(
-            (AGENT, "Thanks for calling Brightline Solar, how can I help?"),
-            (CALLER, "I'd like someone to inspect my roof before we sign the contract."),
-            (AGENT, "Of course. A colleague will call you to book the inspection."),
-        ),
-    ),
-)
+    def dialogues(kind: str) -> tuple[Dialogue, ...]:
+        return tuple(
+            Dialogue(
+                agent=item["agent"],
+                customer=item["customer"],
+                topic=item["topic"],
+                caller_voice=item["caller_voice"],
+                dual_channel=item.get("dual_channel", False),
+                lines=tuple((speaker, text) for speaker, text in item["lines"]),
+            )
+            for item in data[kind]
+        )
 
-AGENT_VOICES = {"alice": "en-us+f3", "bob": "en-us+m3"}
+    return dict(data["agent_voices"]), dialogues("dialogue"), dialogues("orphan")
+
+
+# Orphans are recordings that reached storage without a session row: what the triage page is for.
+AGENT_VOICES, DIALOGUES, ORPHAN_DIALOGUES = _load_dialogues()
 
 
 # --- Speech ------------------------------------------------------------------------------------------------
