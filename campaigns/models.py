@@ -285,6 +285,13 @@ class Run(models.Model):
     )
     dials = models.PositiveIntegerField(default=0, help_text="Dial attempts made, retries included.")
     agent_cursor = models.PositiveIntegerField(default=0, help_text="Round-robin position in the campaign's agents.")
+    # The scheduler's own bookkeeping (campaigns/scheduler.py). A tick re-queues itself only when no follow-up is
+    # pending (next_tick_at is empty or overdue), so launch, resume, the session hook and beat never multiply the
+    # chain of ticks; a lost follow-up is overdue for the next tick that runs, which starts a new one.
+    next_tick_at = models.DateTimeField(null=True, blank=True, help_text="When the scheduled follow-up tick is due.")
+    breaker_reset_at = models.DateTimeField(
+        null=True, blank=True, help_text="The circuit breaker counts only dials finished after this (set on resume)."
+    )
 
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -338,6 +345,9 @@ class RunContact(models.Model):
     next_attempt_at = models.DateTimeField(null=True, blank=True, help_text="Not before; null means now.")
     last_outcome = models.CharField(max_length=16, blank=True)
     outcome_reason = models.CharField(max_length=255, blank=True)
+    waiting_for_window = models.BooleanField(
+        default=False, help_text="Pending until its calling window opens (counted in Run.outside_window)."
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -380,6 +390,14 @@ class Dial(models.Model):
     outcome = models.CharField(max_length=16, choices=Outcome.choices, blank=True)
     outcome_reason = models.CharField(max_length=255, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Hand-off to the dialer backend, after the session and this row were committed. A dial whose hand-off never
+    # completed (the worker died in between) is handed off again by a later tick with the same session id, which
+    # is the voice agent's idempotency key: the contact is neither lost nor called twice.
+    sent_at = models.DateTimeField(null=True, blank=True, help_text="When the dialer backend accepted the request.")
+    dispatch_attempts = models.PositiveSmallIntegerField(default=0)
+    dispatch_claimed_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the latest hand-off started; claimed with a conditional update."
+    )
 
     class Meta:
         ordering = ["run", "dialed_at", "id"]

@@ -309,6 +309,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "expire-stale-sessions": {"task": "calls.tasks.expire_stale_sessions", "schedule": 600},
     "retry-failed-ingests": {"task": "calls.tasks.retry_failed_ingests", "schedule": 900},
     "apply-recording-retention": {"task": "calls.tasks.apply_recording_retention", "schedule": 24 * 3600},
+    # The campaign scheduler's safety net: ticks runs whose chain of ticks died with a worker or a lost message.
+    "tick-active-runs": {
+        "task": "campaigns.tasks.tick_active_runs",
+        "schedule": env.int("CAMPAIGN_SAFETY_NET_EVERY", default=30),
+    },
 }
 # A publish to a broker that is down gives up quickly: the work stays recorded in the database and the periodic
 # jobs queue it again, so a request never hangs on the broker.
@@ -387,3 +392,16 @@ RECORDING_RETENTION_DAYS = env.int("RECORDING_RETENTION_DAYS", default=0)
 # a write on every API request.
 API_TOKEN_TOUCH_INTERVAL_SECONDS = 60
 HEALTH_CHECK_TIMEOUT_SECONDS = env.float("HEALTH_CHECK_TIMEOUT_SECONDS", default=3.0)
+
+# --- Campaigns: the outbound-run scheduler ----------------------------------------------------------------
+
+# The base URL voice agents (and the embedded simulator) use to reach this Callbook: dial requests carry the
+# event, recording and transcript URLs under it.
+CALLBOOK_PUBLIC_URL = env.str("CALLBOOK_PUBLIC_URL", default="http://127.0.0.1:8000")
+# Seconds between a running run's scheduler ticks while calls are in flight or contacts are due.
+CAMPAIGN_TICK_INTERVAL_SECONDS = env.float("CAMPAIGN_TICK_INTERVAL_SECONDS", default=1.0)
+# At most this many new dials per tick (the campaign's concurrency and rate limits apply as well).
+CAMPAIGN_MAX_DIALS_PER_TICK = env.int("CAMPAIGN_MAX_DIALS_PER_TICK", default=50)
+# A dial whose hand-off to the dialer has not completed after this many seconds is handed off again (same
+# session id); it must exceed the http dialer's timeout x attempts.
+CAMPAIGN_DISPATCH_GRACE_SECONDS = env.int("CAMPAIGN_DISPATCH_GRACE_SECONDS", default=120)
