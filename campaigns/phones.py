@@ -98,15 +98,16 @@ def region_choices() -> tuple[tuple[str, str], ...]:
 
 
 def _where(number: phonenumbers.PhoneNumber, default_region: str | None) -> str:
+    code = number.country_code or 0
     region = phonenumbers.region_code_for_number(number)
     if not region:
         # An invalid number has no region of its own: name the one it was read in, else the main country of its
         # country code (the United Kingdom for +44, the United States for +1).
-        same_code = default_region and phonenumbers.country_code_for_region(default_region) == number.country_code
-        region = default_region if same_code else phonenumbers.region_code_for_country_code(number.country_code)
+        same_code = bool(default_region) and phonenumbers.country_code_for_region(default_region or "") == code
+        region = default_region if same_code else phonenumbers.region_code_for_country_code(code)
     if region and region in phonenumbers.SUPPORTED_REGIONS:
-        return f"{_country_name(region)} (+{number.country_code})"
-    return f"+{number.country_code}"
+        return f"{_country_name(region)} (+{code})"
+    return f"+{code}"
 
 
 def _parse(text: str, region: str | None) -> phonenumbers.PhoneNumber:
