@@ -306,7 +306,17 @@ def _apply(*, session: CallSession, target: states.Status | None, event: CallEve
             reason = event.data.get("reason") if isinstance(event.data, dict) else None
             session.end_reason = str(reason)[:255] if reason else event.type
             fields += ["ended_at", "duration_ms", "end_reason"]
+            if session.origin == CallSession.Origin.CAMPAIGN:
+                _campaign_call_ended(session_id=session.pk)
     session.save(update_fields=fields)
+
+
+def _campaign_call_ended(*, session_id: uuid.UUID) -> None:
+    """A campaign's call ended: tick its run once this commits, rather than at its next scheduled tick. Only an
+    accelerator: the scheduler reconciles every dial from its session's status whether this runs or not."""
+    from campaigns.tasks import tick_on_session_end  # noqa: PLC0415  # campaigns imports calls at load time
+
+    transaction.on_commit(lambda: tick_on_session_end(session_id=session_id))
 
 
 def call_event_report(

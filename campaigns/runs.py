@@ -31,6 +31,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from calls.models import Source
+from campaigns.access import NotAllowed, can_control_campaign
 from campaigns.dialers import Dialer, DialerSettingsInvalid, dialer_build
 from campaigns.models import Campaign, Contact, Dial, Run, RunContact, RunLog
 from crm.metrics import RUN_TRANSITIONS
@@ -51,7 +52,9 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 
 # Codes a client can fix by changing its request (400); every other RunError is a conflict with the run's or the
 # campaign's current state (409).
-BAD_REQUEST_CODES = frozenset({"no_contacts", "invalid_dialer_settings", "invalid_contact_filter", "unknown_source"})
+BAD_REQUEST_CODES = frozenset(
+    {"no_contacts", "invalid_dialer_settings", "invalid_contact_filter", "unknown_source", "unknown_contacts"}
+)
 
 TARGET_BATCH = 1000
 CUSTOM_KEY_RE = re.compile(r"^[A-Za-z0-9_\- ]{1,64}$")
@@ -152,6 +155,21 @@ def campaign_targets(*, campaign: Campaign) -> QuerySet[Contact]:
     for key, value in criteria.get("custom", {}).items():
         condition &= Q(**{f"custom_fields__{key}": value})
     return contacts.filter(condition).order_by("pk")
+
+
+def campaign_contacts_set(*, actor: User, campaign: Campaign, contact_ids: list[int]) -> int:
+    """Replace the campaign's explicit contact list (empty: its filter applies again); returns its size. A run
+    in progress keeps the targets it was launched with."""
+    if not can_control_campaign(user=actor, campaign=campaign):
+        raise NotAllowed("Only the campaign's team manager or an admin may change its contacts.")
+    wanted = set(contact_ids)
+    found = set(Contact.objects.filter(team_id=campaign.team_id, pk__in=wanted).values_list("pk", flat=True))
+    missing = sorted(wanted - found)
+    if missing:
+        shown = ", ".join(str(pk) for pk in missing[:10]) + (" ..." if len(missing) > 10 else "")
+        raise RunError(f"Not contacts of the campaign's team: {shown}.", "unknown_contacts")
+    campaign.contacts.set(found)
+    return len(found)
 
 
 def campaign_dialer(*, campaign: Campaign) -> Dialer:
@@ -284,8 +302,9 @@ def run_launch(*, actor: User, campaign: Campaign) -> Run:
     return run
 
 
-def run_pause(*, actor: User | None, run: Run, reason: str = "") -> Run:
-    """Stop dialing new contacts; calls in flight go on and are reconciled. ``actor=None``: the system."""
+def run_pause(*, actor: User | None, run: Run, reason: str = "", now: datetime | None = None) -> Run:
+    """Stop dialing new contacts; calls in flight go on and are reconciled. ``actor=None``: the system.
+    ``now`` (all control services): the time recorded, for tests that drive a run along a simulated timeline."""
     with transaction.atomic():
         locked = _locked(run)
         if locked.state not in (State.RUNNING, State.PENDING):
@@ -297,12 +316,12 @@ def run_pause(*, actor: User | None, run: Run, reason: str = "") -> Run:
             reason=f"Paused by {actor_label(actor)}: {why}",
             kind="paused",
             actor=actor,
-            at=timezone.now(),
+            at=now or timezone.now(),
         )
     return locked
 
 
-def run_resume(*, actor: User, run: Run) -> Run:
+def run_resume(*, actor: User, run: Run, now: datetime | None = None) -> Run:
     """Continue a paused run where it stopped; the circuit breaker counts only dials finished from now on."""
     with transaction.atomic():
         locked = _locked(run)
@@ -316,7 +335,7 @@ def run_resume(*, actor: User, run: Run) -> Run:
             reason=f"Resumed by {actor_label(actor)}",
             kind="resumed",
             actor=actor,
-            at=timezone.now(),
+            at=now or timezone.now(),
         )
         # Whatever follow-up was scheduled while paused, the resumed run gets a tick now.
         locked.next_tick_at = None
@@ -325,9 +344,9 @@ def run_resume(*, actor: User, run: Run) -> Run:
     return locked
 
 
-def run_cancel(*, actor: User, run: Run) -> Run:
+def run_cancel(*, actor: User, run: Run, now: datetime | None = None) -> Run:
     """Cancel now: waiting contacts are skipped (reason "canceled"); calls in flight finish and are reconciled."""
-    now = timezone.now()
+    now = now or timezone.now()
     with transaction.atomic():
         locked = _locked(run)
         if locked.state not in Run.ACTIVE_STATES:

@@ -56,9 +56,17 @@ def tick_on_session_end(*, session_id: uuid.UUID) -> None:
 
     Only an accelerator: ticks reconcile every dial from its session's status whatever happens here.
     """
-    run_id = Dial.objects.filter(session_id=session_id, finished_at__isnull=True).values_list("run_id", flat=True)
-    for found in run_id[:1]:
-        tick_enqueue(run_id=found)
+    try:
+        run_id = (
+            Dial.objects.filter(session_id=session_id, finished_at__isnull=True)
+            .values_list("run_id", flat=True)
+            .first()
+        )
+    except OperationalError as exc:  # the event is stored; the run's next tick reconciles the dial anyway
+        logger.warning("could not look up the run of session %s: %s", session_id, exc)
+        return
+    if run_id is not None:
+        tick_enqueue(run_id=run_id)
 
 
 @shared_task(acks_late=True, autoretry_for=TRANSIENT_ERRORS, retry_backoff=30, max_retries=3)

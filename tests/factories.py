@@ -10,7 +10,7 @@ from factory.helpers import post_generation
 
 from calls.models import CallSession, Recording, Source
 from calls.services import source_create
-from campaigns.models import Campaign, Contact, DoNotCall
+from campaigns.models import Campaign, Contact, DoNotCall, Run
 from crm.models import ApiToken, Team, User
 from crm.services import api_token_create
 
@@ -141,3 +141,14 @@ class CampaignFactory(DjangoModelFactory[Campaign]):
     caller_id = "+12025550100"
     dialer = Campaign.Dialer.SIMULATOR
     window_days: list[int] = []
+
+
+class RunFactory(DjangoModelFactory[Run]):
+    """A bare run row with no targets (tests of the scheduler launch real runs with campaigns.runs.run_launch)."""
+
+    class Meta:
+        model = Run
+
+    campaign = SubFactory(CampaignFactory)
+    launched_by = LazyAttribute(lambda r: r.campaign.manager)
+    state = Run.State.RUNNING

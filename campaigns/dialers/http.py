@@ -3,7 +3,7 @@
 Settings (``Campaign.dialer_settings``):
 
 - ``url`` (required): the voice agent's dial endpoint, http or https;
-- ``secret`` (required, at least 16 characters): signs each request with the scheme of calls/signatures.py,
+- ``signing_secret`` (required, at least 16 characters): signs each request with the scheme of calls/signatures.py,
   header ``X-Callbook-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>``;
 - ``source`` (required): the integration (calls.Source) the voice agent authenticates as to report events and
   upload the recording; each dial's session is created with this source so that it can;
@@ -46,7 +46,7 @@ USER_AGENT = "Callbook-Dialer/1"
 class HttpDialer(Dialer):
     name: ClassVar[str] = "http"
     ALLOWED: ClassVar[frozenset[str]] = frozenset(
-        {"url", "secret", "source", "timeout_seconds", "max_attempts", "script_id", "prompt_id", "options"}
+        {"url", "signing_secret", "source", "timeout_seconds", "max_attempts", "script_id", "prompt_id", "options"}
     )
 
     @classmethod
@@ -57,9 +57,9 @@ class HttpDialer(Dialer):
         parts = urlsplit(url) if isinstance(url, str) else None
         if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
             errors["url"] = "Required: the voice agent's dial URL, starting with http:// or https://."
-        secret = raw.get("secret")
+        secret = raw.get("signing_secret")
         if not isinstance(secret, str) or len(secret) < 16:
-            errors["secret"] = "Required: a signing secret of at least 16 characters."  # noqa: S105  # a message
+            errors["signing_secret"] = "Required: a signing secret of at least 16 characters."  # noqa: S105  # a message
         source = raw.get("source")
         if not isinstance(source, str) or not SLUG_RE.match(source):
             errors["source"] = "Required: the name of the integration the voice agent reports its calls as."
@@ -76,7 +76,7 @@ class HttpDialer(Dialer):
             raise DialerSettingsInvalid(errors)
         return {
             "url": url,
-            "secret": secret,
+            "signing_secret": secret,
             "source": source,
             "timeout_seconds": float(timeout),
             "max_attempts": int(attempts),
@@ -106,7 +106,7 @@ class HttpDialer(Dialer):
                 "Content-Type": "application/json",
                 "User-Agent": USER_AGENT,
                 "Idempotency-Key": str(request.session_id),
-                SIGNATURE_HEADER: signature_header(secret=str(self.settings["secret"]), body=body),
+                SIGNATURE_HEADER: signature_header(secret=str(self.settings["signing_secret"]), body=body),
             }
             try:
                 response = requests.post(

@@ -10,8 +10,9 @@ Settings (``Campaign.dialer_settings``), all optional:
 
 - ``odds``: relative weights of the outcomes, e.g. ``{"completed": 6, "no_answer": 2, "busy": 1, "failed": 1}``
   (missing outcomes weigh 0; the default is that mix);
+- ``min_seconds``, ``max_seconds``: how long an answered call lasts, in seconds (default: the length of its
+  recording; one of them alone means exactly that long);
 - ``ring_seconds``: ``[min, max]`` seconds of ringing before the answer or the final status (default [1, 4]);
-- ``talk_seconds``: ``[min, max]`` seconds an answered call lasts (default: the length of its recording);
 - ``seed``: an integer; with it, a number's call on a given attempt always goes the same way (tests).
 
 Every event carries an id derived from the session id, and the plan of a call is fixed when it is dialed, so a
@@ -56,6 +57,7 @@ ASSETS = Path(__file__).resolve().parent.parent / "simulator_assets"
 OUTCOMES = ("completed", "no_answer", "busy", "failed")
 DEFAULT_ODDS = {"completed": 6.0, "no_answer": 2.0, "busy": 1.0, "failed": 1.0}
 DEFAULT_RING = (1.0, 4.0)
+MAX_TALK_SECONDS = 3600
 FAILURE_REASONS = ("Carrier rejected the call (SIP 503)", "The voice agent's media stream dropped")
 # A step due within this many seconds is slept through in the same task rather than queued with a countdown.
 INLINE_WAIT_MAX = 1.0
@@ -118,9 +120,27 @@ def simulator_source_ensure() -> Source:
     return source
 
 
+def _talk_range(raw: Mapping[str, Any], errors: dict[str, str]) -> tuple[float, float] | None:
+    bounds: list[float] = []
+    for name in ("min_seconds", "max_seconds"):
+        value = raw.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= MAX_TALK_SECONDS:
+            errors[name] = f"Must be a number of seconds between 0 and {MAX_TALK_SECONDS}."
+            return None
+        bounds.append(float(value))
+    if not bounds:
+        return None
+    if len(bounds) == 2 and bounds[0] > bounds[1]:
+        errors["max_seconds"] = "The longest call cannot be shorter than the shortest one."
+        return None
+    return (min(bounds), max(bounds))
+
+
 class SimulatorDialer(Dialer):
     name: ClassVar[str] = "simulator"
-    ALLOWED: ClassVar[frozenset[str]] = frozenset({"odds", "ring_seconds", "talk_seconds", "seed"})
+    ALLOWED: ClassVar[frozenset[str]] = frozenset({"odds", "ring_seconds", "min_seconds", "max_seconds", "seed"})
 
     @classmethod
     def validate_settings(cls, raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -143,7 +163,7 @@ class SimulatorDialer(Dialer):
                 else:
                     odds = {outcome: float(given.get(outcome, 0)) for outcome in OUTCOMES}
         ring = range_setting(raw, "ring_seconds", errors, default=DEFAULT_RING, maximum=120)
-        talk = range_setting(raw, "talk_seconds", errors, default=None, maximum=3600)
+        talk = _talk_range(raw, errors)
         seed = raw.get("seed")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             errors["seed"] = "Must be an integer."
