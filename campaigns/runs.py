@@ -208,8 +208,12 @@ def run_transition(
     at: datetime,
     level: str = RunLog.Level.INFO,
     data: dict[str, Any] | None = None,
+    pending_logs: list[RunLog] | None = None,
 ) -> None:
-    """Move ``run`` (locked by the caller, inside its transaction) to ``to``, log it and count it on commit."""
+    """Move ``run`` (locked by the caller, inside its transaction) to ``to``, log it and count it on commit.
+
+    ``pending_logs``: the caller's unsaved log rows (a scheduler tick writes its rows in one insert at the end),
+    to which this entry is appended so that the log keeps the order in which things were decided."""
     if to not in TRANSITIONS[run.state]:
         raise RunError(f"A {run.state} run cannot become {to}.", "invalid_transition")
     run.state = to
@@ -222,7 +226,11 @@ def run_transition(
         run.breaker_reset_at = at
         fields.append("breaker_reset_at")
     run.save(update_fields=fields)
-    run_log_add(run=run, kind=kind, message=reason, level=level, actor=actor, data=data, at=at)
+    entry = run_log_entry(run=run, kind=kind, message=reason, at=at, level=level, actor=actor, data=data)
+    if pending_logs is not None:
+        pending_logs.append(entry)
+    else:
+        entry.save(force_insert=True)
     transaction.on_commit(lambda: RUN_TRANSITIONS.labels(state=to).inc())
     logger.info("run %s: %s (%s)", run.pk, to, reason)
 

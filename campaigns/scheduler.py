@@ -202,6 +202,7 @@ def run_tick(*, run_id: int, now: dt.datetime | None = None, dialer: Dialer | No
                         actor=None,
                         at=now,
                         level=RunLog.Level.ERROR,
+                        pending_logs=tick.logs,
                     )
             if backend is not None:
                 _recover_handoffs(tick, backend)
@@ -366,6 +367,7 @@ def _check_breaker(tick: _Tick) -> None:
         kind="breaker_tripped",
         actor=None,
         at=tick.now,
+        pending_logs=tick.logs,
         level=RunLog.Level.WARNING,
         data={"failures": failures, "window": len(outcomes), "share": round(share, 3)},
     )
@@ -593,6 +595,7 @@ def _finish_if_done(tick: _Tick) -> None:
         kind="completed",
         actor=None,
         at=tick.now,
+        pending_logs=tick.logs,
     )
 
 
