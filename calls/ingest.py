@@ -2,8 +2,8 @@
 
 ``session_ingest`` is what the ``ingest_session`` task runs. It is safe to run twice and concurrently:
 - the recording is claimed with a conditional UPDATE (pending → processing), so one worker does the work; a
-  claim older than CLAIM_LEASE belongs to a dead worker and may be taken over (its task is redelivered with
-  acks_late);
+  claim older than INGEST_CLAIM_LEASE_SECONDS belongs to a dead worker and may be taken over (its task is
+  redelivered with acks_late, or re-queued by retry_failed_ingests);
 - the transcript is written under a lock on the session row and skipped when its file's checksum is already
   the one parsed.
 Storage I/O (hashing, decoding, parsing, speech-to-text) happens outside transactions. Permanent problems (a
@@ -41,7 +41,6 @@ from calls.transcripts import MAX_TRANSCRIPT_BYTES, ParsedTranscript, Segment, T
 logger = logging.getLogger(__name__)
 
 CHUNK = 1024 * 1024
-CLAIM_LEASE = timedelta(minutes=15)
 
 
 class StorageUnavailable(Exception):
@@ -160,8 +159,24 @@ def session_ingest(*, session_id: uuid.UUID) -> str:
 # --- Recording --------------------------------------------------------------------------------------------
 
 
+def claim_lease() -> timedelta:
+    return timedelta(seconds=settings.INGEST_CLAIM_LEASE_SECONDS)
+
+
+def claim_expires_in(*, session_id: uuid.UUID) -> float | None:
+    """Seconds until the claim on the session's recording may be taken over; None when it is not claimed."""
+    claimed_at = (
+        Recording.objects.filter(session_id=session_id, status=Recording.Status.PROCESSING)
+        .values_list("updated_at", flat=True)
+        .first()
+    )
+    if claimed_at is None:
+        return None
+    return max((claimed_at + claim_lease() - timezone.now()).total_seconds(), 0.0)
+
+
 def _claim(*, session_id: uuid.UUID) -> Recording | None:
-    stale = timezone.now() - CLAIM_LEASE
+    stale = timezone.now() - claim_lease()
     claimable = Q(status=Recording.Status.PENDING) | Q(status=Recording.Status.PROCESSING, updated_at__lt=stale)
     claimed = Recording.objects.filter(claimable, session_id=session_id).update(
         status=Recording.Status.PROCESSING, attempts=F("attempts") + 1, updated_at=timezone.now()

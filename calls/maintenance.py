@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from calls import states
 from calls.adoption import orphan_adopt, sweep_batch
+from calls.ingest import claim_lease
 from calls.models import CallEvent, CallSession, Recording, StorageFolder
 from calls.selectors import parse_session_id
 from calls.services import call_session_abandon_if_quiet
@@ -326,8 +327,10 @@ def ingests_retry(*, progress: Progress | None = None) -> int:
     """Queue again what did not finish: pending recordings nobody picked up (the broker was down), claims of
     dead workers, and failures with attempts left (at most INGEST_MAX_ATTEMPTS in all)."""
     now = timezone.now()
-    waiting = Q(status=Recording.Status.PENDING, updated_at__lt=now - timedelta(minutes=5))
-    abandoned_claims = Q(status=Recording.Status.PROCESSING, updated_at__lt=now - timedelta(minutes=15))
+    waiting = Q(
+        status=Recording.Status.PENDING, updated_at__lt=now - timedelta(seconds=settings.INGEST_PENDING_GRACE_SECONDS)
+    )
+    abandoned_claims = Q(status=Recording.Status.PROCESSING, updated_at__lt=now - claim_lease())
     retryable = Q(status=Recording.Status.FAILED, attempts__lt=settings.INGEST_MAX_ATTEMPTS)
     candidates = list(Recording.objects.filter(waiting | abandoned_claims | retryable).values_list("pk", "session_id"))
     Recording.objects.filter(pk__in=[pk for pk, _ in candidates], status=Recording.Status.FAILED).update(

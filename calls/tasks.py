@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 import uuid
 
-from celery import shared_task
+from celery import Task, shared_task
 from django.db import OperationalError
 
 from calls import ingest, maintenance
+from calls.models import Recording
 
 logger = logging.getLogger(__name__)
 
@@ -18,6 +19,7 @@ TRANSIENT_ERRORS = (OperationalError, ConnectionError, TimeoutError, ingest.Stor
 
 
 @shared_task(
+    bind=True,
     acks_late=True,
     autoretry_for=TRANSIENT_ERRORS,
     retry_backoff=5,
@@ -25,9 +27,19 @@ TRANSIENT_ERRORS = (OperationalError, ConnectionError, TimeoutError, ingest.Stor
     retry_jitter=True,
     max_retries=8,
 )
-def ingest_session(session_id: str) -> str:
+def ingest_session(self: Task[[str], str], session_id: str) -> str:
     """Ingest the recording and transcript of one session; returns the recording's resulting status."""
-    return ingest.session_ingest(session_id=uuid.UUID(session_id))
+    parsed = uuid.UUID(session_id)
+    status = ingest.session_ingest(session_id=parsed)
+    if status == Recording.Status.PROCESSING:
+        wait = ingest.claim_expires_in(session_id=parsed)
+        if wait is not None:
+            # Another delivery holds the claim. Alive, it finishes and this retry finds the work done; dead (this
+            # is its message, redelivered after its process was killed), the retry takes the claim over once
+            # the lease has run out. Returning now would leave the recording "processing" until
+            # retry_failed_ingests noticed.
+            raise self.retry(countdown=wait + 1)
+    return status
 
 
 def ingest_enqueue(*, session_id: uuid.UUID) -> bool:

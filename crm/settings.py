@@ -277,8 +277,14 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     }
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {
-        # Redis: a task that is not acknowledged within this time is redelivered; it must exceed the longest
-        # task (acks_late tasks are acknowledged when they finish).
+        # Redis: a delivered task not acknowledged within this time is delivered again (acks_late tasks are
+        # acknowledged when they finish). That is how the task of a worker that died (SIGKILL, OOM, a lost
+        # machine) comes back: the next worker to start restores it, or a running one within ~100 s (kombu's
+        # sweep). The trade-off: shorter recovers sooner, but a task that runs longer than this, or waits longer
+        # on a retry countdown, is delivered a second time while the first still runs. Keep it above the longest
+        # task and retry countdown; ingest claims its recording, so a second delivery does no double work. (The
+        # filesystem broker deletes a message when a worker reads it: nothing is redelivered, and beat's
+        # retry_failed_ingests re-queues the ingest from the database once its claim lease has run out.)
         "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600),
         "socket_connect_timeout": 3,
         "socket_timeout": 5,
@@ -307,7 +313,10 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "clear-expired-login-sessions": {"task": "crm.tasks.clear_expired_login_sessions", "schedule": 24 * 3600},
     "sweep-orphans": {"task": "calls.tasks.sweep_orphans", "schedule": env.int("SWEEP_ORPHANS_EVERY", default=300)},
     "expire-stale-sessions": {"task": "calls.tasks.expire_stale_sessions", "schedule": 600},
-    "retry-failed-ingests": {"task": "calls.tasks.retry_failed_ingests", "schedule": 900},
+    "retry-failed-ingests": {
+        "task": "calls.tasks.retry_failed_ingests",
+        "schedule": env.int("RETRY_FAILED_INGESTS_EVERY", default=900),
+    },
     "apply-recording-retention": {"task": "calls.tasks.apply_recording_retention", "schedule": 24 * 3600},
     # The campaign scheduler's safety net: ticks runs whose chain of ticks died with a worker or a lost message.
     "tick-active-runs": {
@@ -385,6 +394,13 @@ TRANSCRIPTION_HTTP_TIMEOUT = env.int("TRANSCRIPTION_HTTP_TIMEOUT", default=300)
 SESSION_STALE_AFTER_MINUTES = env.int("SESSION_STALE_AFTER_MINUTES", default=240)
 # retry_failed_ingests gives a recording at most this many attempts in all.
 INGEST_MAX_ATTEMPTS = env.int("INGEST_MAX_ATTEMPTS", default=5)
+# An ingest's claim on a recording ("processing") is trusted this long; an older one belongs to a worker that
+# died mid-way and is taken over. It must exceed the longest read + decode of one recording (speech-to-text runs
+# after the claim is released) and stay under CELERY_VISIBILITY_TIMEOUT (a redelivered ingest waits it out).
+INGEST_CLAIM_LEASE_SECONDS = env.int("INGEST_CLAIM_LEASE_SECONDS", default=15 * 60)
+# retry_failed_ingests re-queues a recording left "pending" this long: its task could not be published (the
+# broker was down) or was lost with the broker or a worker.
+INGEST_PENDING_GRACE_SECONDS = env.int("INGEST_PENDING_GRACE_SECONDS", default=5 * 60)
 # Recordings older than this many days are deleted from storage (logged on each session). 0 keeps them forever.
 RECORDING_RETENTION_DAYS = env.int("RECORDING_RETENTION_DAYS", default=0)
 
