@@ -25,6 +25,7 @@ from calls.models import CallEvent, CallSession, Recording
 from calls.selectors import integration_of, visible_sessions
 from calls.storage import SessionFolder, inspect_session_folder
 from campaigns.models import Campaign
+from crm import metrics
 from crm.models import Team, User
 
 logger = logging.getLogger(__name__)
@@ -271,6 +272,7 @@ def _create_adopted(
             recording.save(force_insert=True)
             event.save(force_insert=True)
             transaction.on_commit(lambda: _queue_ingest(session.pk))
+            transaction.on_commit(partial(_count_adopted, via="sweep" if requester is None else "view", n=1))
     except IntegrityError:
         # Someone else adopted it first (or the id was taken meanwhile): theirs is the row.
         return None
@@ -392,7 +394,14 @@ def _batch_insert(
         CallEvent.objects.bulk_create([event for _, event in pairs])
         for session in created:
             transaction.on_commit(partial(_queue_ingest_later, session.pk))
+        transaction.on_commit(partial(_count_adopted, via="sweep", n=len(created)))
     return created, present
+
+
+def _count_adopted(*, via: str, n: int) -> None:
+    if n:
+        metrics.SESSIONS_ADOPTED.labels(via).inc(n)
+        metrics.SESSIONS_CREATED.labels(CallSession.Origin.ADOPTED).inc(n)
 
 
 def _queue_ingest_later(session_id: uuid.UUID) -> None:

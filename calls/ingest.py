@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,6 +38,7 @@ from calls.audio import AudioError, AudioInfo, probe_audio
 from calls.models import CallEvent, CallSession, Recording, Transcript, TranscriptSegment
 from calls.storage import inspect_session_folder, recordings_storage
 from calls.transcripts import MAX_TRANSCRIPT_BYTES, ParsedTranscript, Segment, TranscriptError, parse_transcript
+from crm import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -189,18 +191,24 @@ def _ingest_recording(*, session_id: uuid.UUID) -> str:
     if recording is None:
         current = Recording.objects.filter(session_id=session_id).values_list("status", flat=True).first()
         return current or ""
+    started = time.monotonic()
     try:
         with local_recording(recording.file) as (path, facts):
             info = probe_audio(path)
     except (IngestFailed, AudioError) as exc:
         _finish_failed(recording=recording, reason=str(exc))
         logger.warning("ingest of %s failed: %s", session_id, exc)
+        # Counted once its transaction has committed; a transient error (retried) is neither ok nor failed.
+        metrics.INGESTS.labels("failed").inc()
+        metrics.INGEST_SECONDS.observe(time.monotonic() - started)
         return Recording.Status.FAILED
     except Exception:
         # Transient or unexpected: give the claim back so the retry (or the periodic retry job) can take it.
         Recording.objects.filter(pk=recording.pk).update(status=Recording.Status.PENDING, updated_at=timezone.now())
         raise
     _finish_available(recording=recording, facts=facts, info=info)
+    metrics.INGESTS.labels("ok").inc()
+    metrics.INGEST_SECONDS.observe(time.monotonic() - started)
     return Recording.Status.AVAILABLE
 
 

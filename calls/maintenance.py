@@ -33,6 +33,7 @@ from calls.storage import (
     recordings_storage,
     session_folder,
 )
+from crm import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -374,5 +375,6 @@ def recordings_apply_retention(*, days: int | None = None) -> int:
         logger.info(
             "retention: deleted %s of session %s (older than %d days)", recording.file, recording.session_id, keep_days
         )
+        metrics.RECORDINGS_DELETED.inc()
         deleted += 1
     return deleted

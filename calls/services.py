@@ -20,6 +20,7 @@ from calls.selectors import (
     parse_session_id,
     visible_sessions,
 )
+from crm import metrics
 from crm.models import Team, User
 
 logger = logging.getLogger(__name__)
@@ -150,7 +151,10 @@ def call_session_create(
         if existing is None:
             raise
         return existing, False
+    # Counted once the row is committed: a caller's transaction that rolls back created nothing.
+    transaction.on_commit(metrics.SESSIONS_CREATED.labels(origin).inc)
     if auto_created:
+        transaction.on_commit(metrics.SESSIONS_AUTO_CREATED.inc)
         logger.info(
             "auto-created call session %s for %s/%s (owner %s)",
             session.pk,
@@ -243,6 +247,8 @@ def call_session_abandon_if_quiet(*, session_id: uuid.UUID, quiet_since: datetim
             event_type=states.EventType.ABANDONED,
             event=EventInput(type=states.EventType.ABANDONED, data={"reason": reason, "by": "expire_stale_sessions"}),
         )
+    if result.created:
+        transaction.on_commit(metrics.SESSIONS_EXPIRED.inc)
     return result.created
 
 
@@ -257,6 +263,7 @@ def _record_locked(*, session: CallSession, event_type: str, event: EventInput) 
     """Record ``event`` on ``session``, whose row the caller holds locked inside a transaction."""
     duplicate = _duplicate_of(session=session, event_type=event_type, event_id=event.event_id)
     if duplicate is not None:
+        metrics.EVENTS_DUPLICATE.inc()
         return EventResult(session=session, event=duplicate, created=False)
     target = states.transition_for(current=session.status, event_type=event_type)
     row = CallEvent(
@@ -276,8 +283,13 @@ def _record_locked(*, session: CallSession, event_type: str, event: EventInput) 
         duplicate = _duplicate_of(session=session, event_type=event_type, event_id=event.event_id)
         if duplicate is None:
             raise
+        metrics.EVENTS_DUPLICATE.inc()
         return EventResult(session=session, event=duplicate, created=False)
     _apply(session=session, target=target, event=row)
+    # Integrations may send any type (transfer, dtmf, ...): only the known ones get a label of their own, so that
+    # no client can grow the number of series without bound.
+    label = event_type if event_type in states.EVENT_TARGET else "other"
+    transaction.on_commit(metrics.EVENTS_RECORDED.labels(label).inc)
     return EventResult(session=session, event=row, created=True)
 
 

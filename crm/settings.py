@@ -7,6 +7,7 @@ on the local filesystem) and a documented environment variable for production. S
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import environ
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
+from crm.logs import log_format_for, logging_config
 from crm.storage_config import s3_recordings_storage
 
 # Lets admin and form classes be subscripted with their model (ModelAdmin[Team]) at run time, for mypy.
@@ -82,6 +84,11 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First: load balancers and orchestrators probe by IP, which ALLOWED_HOSTS (rightly) refuses elsewhere.
     "crm.middleware.HealthCheckMiddleware",
+    # Prometheus scrapes by IP too; only allowed scrapers are answered here (docs/operations.md).
+    "crm.observability.MetricsEndpointMiddleware",
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    # Request id and log context before anything that may log (host validation does).
+    "crm.observability.RequestContextMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
@@ -92,6 +99,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
+    # Last: request counts by view, method and status, and latencies by view and method.
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "crm.urls"
@@ -130,11 +139,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
 else:
-    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
-    # A PostgreSQL restart heals without restarting the app: stale pooled connections are checked first.
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     DATABASES["default"].setdefault("OPTIONS", {})
     DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=5))
+# Connections are kept between requests (not on SQLite, where opening one costs nothing), and a kept one is
+# checked before its first use in each request: after a PostgreSQL restart the dead connection is replaced
+# instead of failing the request, with no restart of the app.
+DATABASES["default"]["CONN_MAX_AGE"] = env.int(
+    "DATABASE_CONN_MAX_AGE", default=0 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3" else 60
+)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache ------------------------------------------------------------------------------------------------
@@ -368,14 +381,43 @@ CONTENT_SECURITY_POLICY = {
 # --- Logging ----------------------------------------------------------------------------------------------
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
-}
+# "json": one JSON object per line (production); "text": readable lines (development). Default: text with
+# DEBUG on, else JSON. Every line carries the request id, user, session, run and task it concerns (crm/logs.py).
+try:
+    LOG_FORMAT = log_format_for(requested=env.str("LOG_FORMAT", default=""), debug=DEBUG)
+except ValueError as exc:
+    raise ImproperlyConfigured(str(exc)) from exc
+LOGGING = logging_config(log_format=LOG_FORMAT, level=LOG_LEVEL)
+
+# --- Metrics and error reporting (docs/operations.md) -----------------------------------------------------
+
+# /metrics answers only `Authorization: Bearer <METRICS_TOKEN>` when a token is set, else only these addresses
+# or networks; anyone else gets the 404 of an unknown address.
+METRICS_TOKEN = _secret("METRICS_TOKEN")
+METRICS_ALLOWED_IPS: list[str] = env.list("METRICS_ALLOWED_IPS", default=["127.0.0.1", "::1"])
+for _network in METRICS_ALLOWED_IPS:
+    try:
+        ipaddress.ip_network(_network.strip(), strict=False)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"METRICS_ALLOWED_IPS: {_network!r} is not an IP address or network") from exc
+# A Celery worker serves its own metrics (all its pool processes') on this port when set; 0: not served.
+CELERY_METRICS_PORT = env.int("CELERY_METRICS_PORT", default=0)
+CELERY_METRICS_ADDRESS = env.str("CELERY_METRICS_ADDRESS", default="0.0.0.0")  # noqa: S104  # protected as /metrics
+
+SENTRY_DSN = _secret("SENTRY_DSN")
+SENTRY_ENVIRONMENT = env.str("SENTRY_ENVIRONMENT", default="")
+SENTRY_RELEASE = env.str("SENTRY_RELEASE", default="")
+SENTRY_TRACES_SAMPLE_RATE = env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0)
+if SENTRY_DSN:
+    # Imported only here: without a DSN, sentry_sdk is never loaded.
+    from crm.sentry import sentry_init
+
+    sentry_init(
+        dsn=SENTRY_DSN,
+        environment=SENTRY_ENVIRONMENT,
+        release=SENTRY_RELEASE,
+        traces_sample_rate=SENTRY_TRACES_SAMPLE_RATE,
+    )
 
 # --- Callbook ---------------------------------------------------------------------------------------------
 

@@ -3,13 +3,13 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonResponse
 from django.shortcuts import redirect, render
 from django.template import loader
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from crm import health
+from crm import health, observability
 from crm.forms import ApiTokenCreateForm
 from crm.models import User
 from crm.selectors import api_token_list, get_api_token_for_user
@@ -69,6 +69,18 @@ def readyz(request: HttpRequest) -> HttpResponse:
         "failed": sorted(failed),
     }
     return JsonResponse(body, status=503 if failed else 200)
+
+
+@never_cache
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus metrics, for allowed scrapers only (docs/operations.md); anyone else gets the 404 of any
+    unknown address, so the endpoint is not advertised."""
+    if not observability.metrics_request_allowed(request):
+        raise Http404
+    if request.method not in {"GET", "HEAD"}:
+        return HttpResponseNotAllowed(["GET", "HEAD"])
+    body, content_type = observability.metrics_exposition(accept=request.headers.get("Accept", ""))
+    return HttpResponse(body, content_type=content_type)
 
 
 def _wants_json(request: HttpRequest) -> bool:
