@@ -114,6 +114,8 @@ def simulator_source_ensure() -> Source:
     try:
         with transaction.atomic():
             source, _ = source_create(name=SIMULATOR_SOURCE)
+            # source_create mints a long-lived first token nobody holds: the simulator mints short-lived ones.
+            ApiToken.objects.filter(user=source.user, revoked_at__isnull=True).update(revoked_at=timezone.now())
     except (SessionInputError, IntegrityError):
         # Created concurrently by another process: use that one.
         return Source.objects.get(name=SIMULATOR_SOURCE)
