@@ -3,9 +3,23 @@ malformed id gets the same helpful 404 page as a missing one."""
 
 from __future__ import annotations
 
-from django.urls import URLPattern, URLResolver
+from django.urls import URLPattern, URLResolver, path
+
+from campaigns.views import campaigns as campaign_views
+from campaigns.views import runs as run_views
 
 page_urlpatterns: list[URLPattern | URLResolver] = [
     # Campaigns and runs (campaigns/views/campaigns.py, campaigns/views/runs.py).
+    path("campaigns/", campaign_views.campaign_list_view, name="campaign-list"),
+    path("campaigns/new/", campaign_views.campaign_create_view, name="campaign-create"),
+    path("campaigns/<str:campaign_id>/", campaign_views.campaign_detail, name="campaign-detail"),
+    path("campaigns/<str:campaign_id>/edit/", campaign_views.campaign_edit, name="campaign-edit"),
+    path("campaigns/<str:campaign_id>/launch/", campaign_views.campaign_launch, name="campaign-launch"),
+    path("runs/<str:run_id>/", run_views.run_detail, name="run-detail"),
+    path("runs/<str:run_id>/progress.json", run_views.run_progress_json, name="run-progress"),
+    path("runs/<str:run_id>/pause/", run_views.run_pause_view, name="run-pause"),
+    path("runs/<str:run_id>/resume/", run_views.run_resume_view, name="run-resume"),
+    path("runs/<str:run_id>/cancel/", run_views.run_cancel_view, name="run-cancel"),
+    path("runs/<str:run_id>/export.csv", run_views.run_export, name="run-export"),
     # Contacts, imports and the do-not-call list (campaigns/views/contacts.py).
 ]
