@@ -29,6 +29,8 @@ run: export DEBUG ?= 1
 run: export PATH := $(CURDIR)/$(BIN):$(PATH)
 run: export HOST := $(HOST)
 run: export PORT := $(PORT)
+# The simulator dialer calls this server's API back (demo campaign runs): follow PORT unless told otherwise.
+run: export CALLBOOK_PUBLIC_URL ?= http://$(HOST):$(PORT)
 run: $(STAMP)
 	@mkdir -p var/recordings
 	$(BIN)/python manage.py migrate --noinput

@@ -7,16 +7,16 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from crm.demo import DEMO_PASSWORD, seed_people
+from crm.demo import DEMO_PASSWORD, DemoPeople, seed_people
 from crm.models import Team
 
 
 class Command(BaseCommand):
     help = (
         "Create or refresh the demo data (team “Demo sales”: manager carol, agents alice and bob, superuser "
-        "admin, and two weeks of their calls with recordings and transcripts). Safe to run again. With DEBUG on "
-        "every demo login uses the password 'demo-password'; otherwise new accounts get random passwords, printed "
-        "once."
+        "admin, two weeks of their calls with recordings and transcripts, and the campaign “Demo outbound”). Safe "
+        "to run again. With DEBUG on every demo login uses the password 'demo-password'; otherwise new accounts "
+        "get random passwords, printed once."
     )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
@@ -29,11 +29,22 @@ class Command(BaseCommand):
         people = seed_people(password=password)
         if not no_calls:
             self._seed_calls(people.team)
+            self._seed_campaign(people)
         self.stdout.write(self.style.SUCCESS(f"Demo team “{people.team.name}” is ready. Sign in as:"))
         for user in [people.manager, *people.agents, people.admin]:
             secret = people.logins.get(user.username)
             shown = secret if secret is not None else "(password unchanged)"
             self.stdout.write(f"  {user.username:<8} {user.get_role_display():<22} password: {shown}")
+
+    def _seed_campaign(self, people: DemoPeople) -> None:
+        from campaigns.demo import seed_campaign  # noqa: PLC0415  # crm must not import campaigns at load time
+
+        demo = seed_campaign(team=people.team, manager=people.manager, agents=people.agents)
+        state = "created" if demo.created else "already there"
+        self.stdout.write(
+            f"Demo campaign “{demo.campaign.name}” ({state}): {demo.contacts} contacts, simulator dialer. "
+            f"Sign in as {people.manager.username} and launch it from /campaigns/{demo.campaign.pk}/."
+        )
 
     def _seed_calls(self, team: Team) -> None:
         # Imported here: crm must not import calls at load time (calls imports crm).
