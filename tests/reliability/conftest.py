@@ -373,7 +373,8 @@ def publish_ingest(session_id: uuid.UUID, *, queue: str, broker_url: str | None 
     from crm.celery import app
 
     with app.connection_for_write(broker_url) as connection:
-        result = ingest_session.apply_async((str(session_id),), queue=queue, connection=connection, ignore_result=True)
+        producer = app.amqp.Producer(connection, auto_declare=False)
+        result = ingest_session.apply_async((str(session_id),), queue=queue, producer=producer, ignore_result=True)
     return str(result.id)
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -41,7 +42,7 @@ pytestmark = [pytest.mark.reliability, pytest.mark.worker, pytest.mark.django_db
 LEASE = 4  # seconds a claim is trusted (INGEST_CLAIM_LEASE_SECONDS); production's is 15 minutes
 
 
-def _completed_once(session_id: object) -> Recording:
+def _completed_once(session_id: uuid.UUID) -> Recording:
     recording = wait_until(
         lambda: Recording.objects.filter(session_id=session_id, status=Recording.Status.AVAILABLE).first(),
         timeout=90,
