@@ -433,11 +433,13 @@ def test_it_reports_the_ingest_backlog_and_the_queue_length(alice, recordings_ro
     assert sample(samples, "callbook_queue_length", queue=queue) == 3
 
 
-def test_it_still_answers_when_the_broker_is_down(client, settings):
+def test_it_still_answers_when_the_broker_is_down(client, settings, monkeypatch):
     from crm.celery import app
 
-    original = app.conf.broker_url
-    app.conf["broker_url"] = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+    dead = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+    monkeypatch.setenv("CELERY_BROKER_URL", dead)  # Celery reads the environment before its configuration
+    original = app.conf.get("broker_url")
+    app.conf["broker_url"] = dead
     settings.CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 1}
     settings.HEALTH_CHECK_TIMEOUT_SECONDS = 1
     try:
