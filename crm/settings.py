@@ -425,6 +425,9 @@ if SENTRY_DSN:
 SEARCH_CONFIG = env.str("SEARCH_CONFIG", default="simple")
 RECORDING_MAX_UPLOAD_BYTES = env.int("RECORDING_MAX_UPLOAD_BYTES", default=500 * 1024 * 1024)
 TRANSCRIPT_MAX_UPLOAD_BYTES = env.int("TRANSCRIPT_MAX_UPLOAD_BYTES", default=10 * 1024 * 1024)
+# Contact CSV uploads larger than this are refused (413). 25 MiB holds some 250,000 typical contact rows; the
+# file is read whole into memory to be checked, so keep it well under what a web and a worker process may use.
+CONTACT_IMPORT_MAX_BYTES = env.int("CONTACT_IMPORT_MAX_BYTES", default=25 * 1024 * 1024)
 # Speech-to-text for recordings that arrive without a transcript: "pocketsphinx" (offline, English, the
 # embedded default), "http" (an OpenAI-compatible /v1/audio/transcriptions server) or "none".
 TRANSCRIPTION_BACKEND = env.str("TRANSCRIPTION_BACKEND", default="pocketsphinx")
