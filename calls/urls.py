@@ -20,8 +20,10 @@ api_urlpatterns = [
     re_path(rf"^sessions/{SID}/?$", apis.SessionDetailApi.as_view(), name="api-session-detail"),
     re_path(rf"^sessions/{SID}/events/?$", apis.SessionEventsApi.as_view(), name="api-session-events"),
     re_path(rf"^sessions/{SID}/notes/?$", apis.SessionNotesApi.as_view(), name="api-session-notes"),
+    # At most 19 digits, as a bigint: a longer run of digits is no note, and past 4300 digits Python's int()
+    # refuses it with a ValueError (a 500) instead of the 404 it is.
     re_path(
-        rf"^sessions/{SID}/notes/(?P<note_id>[0-9]+)/?$",
+        rf"^sessions/{SID}/notes/(?P<note_id>[0-9]{{1,19}})/?$",
         apis.SessionNoteDetailApi.as_view(),
         name="api-session-note-detail",
     ),
