@@ -259,6 +259,8 @@ SPECTACULAR_SETTINGS = {
         "CallStatusEnum": "calls.states.Status",
         "RecordingStatusEnum": "calls.models.Recording.Status",
         "RecordingAvailabilityEnum": "calls.models.CallSession.RecordingStatus",
+        "CampaignStatusEnum": "campaigns.models.Campaign.Status",
+        "ContactImportStatusEnum": "campaigns.models.ContactImport.Status",
     },
 }
 
