@@ -260,7 +260,7 @@ class OutcomeChart:
 
 def outcome_chart(shares: list[OutcomeShare]) -> OutcomeChart:
     """Horizontal bars, one per outcome, drawn as SVG in the template (no script, nothing from elsewhere)."""
-    row_h, width, label_w, value_w = 32, 560, 150, 110
+    row_h, width, label_w, value_w = 32, 560, 130, 120
     plot_w = width - label_w - value_w
     most = max((share.count for share in shares), default=0) or 1
     bars = []
@@ -291,7 +291,7 @@ REPORT_OUTCOMES = (
     ("no_answer", "No answer"),
     ("busy", "Busy"),
     ("failed", "Failed"),
-    ("dnc", "Skipped: do not call"),
+    ("dnc", "Do not call"),
     ("canceled", "Canceled"),
 )
 

@@ -160,7 +160,7 @@ def test_it_lists_the_calls_with_contact_attempt_outcome_duration_and_recording(
     assert row is not None
     assert "1:23" in row.group(1)
     assert 'data-recording="available"' in body
-    assert "Available" in row.group(1)
+    assert "Playable" in row.group(1)
 
 
 def test_it_pages_the_calls_in_a_constant_number_of_queries(client_for, carol, django_assert_max_num_queries):
