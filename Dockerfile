@@ -52,9 +52,16 @@ RUN SECRET_KEY=collectstatic-build-only-not-a-secret CALLBOOK_VAR_DIR=/tmp/callb
 
 USER 10001:10001
 
-EXPOSE 8000
+# Prometheus multiprocess mode: gunicorn's workers and Celery's pool processes each write their metrics here and
+# one scrape sums them (docs/operations.md). One directory per container; docker-compose.yml mounts a tmpfs.
+# Set after collectstatic, so that the build leaves no metric files in the image.
+ENV PROMETHEUS_MULTIPROC_DIR=/tmp/callbook-metrics
+
+# 8000: the web (and its /metrics); 9540: a worker's metrics when CELERY_METRICS_PORT=9540.
+EXPOSE 8000 9540
 
 ENTRYPOINT ["callbook-entrypoint"]
-# The entrypoint adds bind address, workers/threads (GUNICORN_WORKERS, GUNICORN_THREADS), FORWARDED_ALLOW_IPS
-# and stdout access logging.
-CMD ["gunicorn", "crm.wsgi:application"]
+# The entrypoint adds bind address, workers/threads (GUNICORN_WORKERS, GUNICORN_THREADS) and FORWARDED_ALLOW_IPS.
+# crm/gunicorn_conf.py puts gunicorn's own lines in the application's log format (the application logs each
+# request itself) and clears the metrics of an earlier run when the master starts.
+CMD ["gunicorn", "crm.wsgi:application", "--config", "python:crm.gunicorn_conf"]

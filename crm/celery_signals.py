@@ -24,8 +24,8 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from celery import signals
-from prometheus_client import make_wsgi_app
 
+# crm.metrics before anything of prometheus_client: it settles PROMETHEUS_MULTIPROC_DIR first.
 from crm import logs, metrics
 
 logger = logging.getLogger(__name__)
@@ -132,6 +132,8 @@ class _QuietHandler(WSGIRequestHandler):
 
 def metrics_app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
     """The worker's /metrics: every process's metrics (no backlog gauges: the web serves those once)."""
+    from prometheus_client import make_wsgi_app  # noqa: PLC0415  # after crm.metrics, see the imports above
+
     from crm.observability import metrics_allowed, process_registry  # noqa: PLC0415  # Django settings needed
 
     allowed = metrics_allowed(

@@ -16,7 +16,11 @@ import re
 from pathlib import Path
 
 # Multiprocess mode (PROMETHEUS_MULTIPROC_DIR): prometheus_client opens its files there as soon as a metric
-# without labels is defined below, so the directory must exist before that.
+# without labels is defined below, so the directory must exist before that. A blank value counts as unset, as
+# every setting does; prometheus_client would otherwise take its mere presence for multiprocess mode and write
+# into the current directory.
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR") == "":
+    del os.environ["PROMETHEUS_MULTIPROC_DIR"]
 _MULTIPROC_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
 if _MULTIPROC_DIR:
     Path(_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)

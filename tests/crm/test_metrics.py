@@ -500,6 +500,22 @@ def test_it_clears_the_files_of_earlier_processes_but_its_own(tmp_path, monkeypa
     assert sorted(p.name for p in directory.iterdir()) == sorted([mine.name, "notes.txt"])
 
 
+def test_it_keeps_metrics_in_memory_when_the_directory_is_blank(tmp_path):
+    code = (
+        "from crm import metrics\nimport prometheus_client.values as values\n"
+        "metrics.SESSIONS_CREATED.labels('api').inc()\nprint(values.ValueClass.__name__)"
+    )
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": "", "PYTHONPATH": str(ROOT)}
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "MutexValue"
+    assert list(cwd.iterdir()) == []  # nothing written into the current directory
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -525,6 +541,7 @@ def test_it_sums_every_gunicorn_worker_and_forgets_an_earlier_run(tmp_path):
     command = [
         *(sys.executable, "-m", "gunicorn", "crm.wsgi:application", "--config", "python:crm.gunicorn_conf"),
         *("--bind", f"127.0.0.1:{port}", "--workers", "3", "--threads", "2"),
+        *("--access-logfile", "-"),  # as docker/entrypoint.sh passes it
     ]
     with log.open("w") as out:
         server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
