@@ -261,8 +261,13 @@ def _reconcile(tick: _Tick) -> None:
     """Settle the dials in flight whose session ended or that ran past max_call_seconds."""
     run, campaign, now = tick.run, tick.campaign, tick.now
     deadline = now - dt.timedelta(seconds=campaign.max_call_seconds)
+    # Only the dials there is something to decide about: a call still going is not even loaded.
+    settled = Q(session__status__in=sorted(states.TERMINAL)) | Q(dialed_at__lte=deadline)
     in_flight = list(
-        Dial.objects.filter(run=run, finished_at__isnull=True).select_related("session", "target", "target__contact")
+        Dial.objects.filter(run=run, finished_at__isnull=True)
+        .filter(settled)
+        .select_related("session", "target", "target__contact")
+        .order_by("id")
     )
     for dial in in_flight:
         session = dial.session
