@@ -305,8 +305,8 @@ _SYNONYMS: dict[str, tuple[str, ...]] = {
         "telephone2",
     ),
     "name": ("name", "fullname", "contactname", "contact", "displayname", "customername", "leadname", "person"),
-    "first_name": ("firstname", "first", "givenname", "forename", "prenom"),
-    "last_name": ("lastname", "last", "surname", "familyname"),
+    "first_name": ("firstname", "first", "givenname", "forename", "prenom", "vorname"),
+    "last_name": ("lastname", "last", "surname", "familyname", "nom", "nachname"),
     "company": (
         "company",
         "companyname",
