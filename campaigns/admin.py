@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.http import HttpRequest
 
 from campaigns.models import (
     Campaign,
@@ -77,9 +78,11 @@ class RunContactAdmin(admin.ModelAdmin[RunContact]):
 
 @admin.register(Dial)
 class DialAdmin(admin.ModelAdmin[Dial]):
-    list_display = ("run", "target", "attempt", "dialed_at", "outcome", "finished_at")
+    list_display = ("run", "target", "attempt", "dialed_at", "sent_at", "outcome", "finished_at")
     list_filter = ("outcome",)
     raw_id_fields = ("run", "target", "session")
+    # Dials are the scheduler's record of what happened: editing one by hand would desynchronise the run.
+    readonly_fields = ("dialed_at", "sent_at", "dispatch_attempts", "dispatch_claimed_at", "finished_at")
 
 
 @admin.register(RunLog)
@@ -87,3 +90,6 @@ class RunLogAdmin(admin.ModelAdmin[RunLog]):
     list_display = ("run", "at", "level", "kind", "message")
     list_filter = ("level", "kind")
     raw_id_fields = ("run", "actor")
+
+    def has_change_permission(self, request: HttpRequest, obj: RunLog | None = None) -> bool:
+        return False  # append-only

@@ -175,6 +175,14 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
+# Brute-force throttling (crm/throttling.py): failed sign-ins are counted in the cache per username and per client
+# address for a window opened by the first failure; past a limit every attempt is refused until the window ends.
+# The backend refuses before checking a password, so the login page and Django admin's are covered alike.
+AUTHENTICATION_BACKENDS = ["crm.throttling.ThrottledModelBackend"]
+LOGIN_THROTTLE_FAILURES_PER_USERNAME = env.int("LOGIN_THROTTLE_FAILURES_PER_USERNAME", default=5)
+# Also counts invalid API tokens (separately). Higher: an office behind one NAT address shares it.
+LOGIN_THROTTLE_FAILURES_PER_IP = env.int("LOGIN_THROTTLE_FAILURES_PER_IP", default=30)
+LOGIN_THROTTLE_WINDOW_SECONDS = env.int("LOGIN_THROTTLE_WINDOW_SECONDS", default=15 * 60)
 
 # --- I18N / static ----------------------------------------------------------------------------------------
 
