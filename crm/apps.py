@@ -8,5 +8,6 @@ class CrmConfig(AppConfig):
     verbose_name = "Users and teams"
 
     def ready(self) -> None:
-        # Registers the bearer-token scheme with drf-spectacular.
-        from crm import schema  # noqa: F401, PLC0415  # needs the app registry ready
+        # Registers the bearer-token scheme with drf-spectacular, and connects the login throttle's signal
+        # receivers (failures counted, successes reset).
+        from crm import schema, throttling  # noqa: F401, PLC0415  # need the app registry ready

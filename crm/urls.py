@@ -11,6 +11,7 @@ from campaigns.page_urls import page_urlpatterns as campaigns_pages
 from campaigns.urls import api_urlpatterns as campaigns_api
 from crm import views
 from crm.api import ApiRootView
+from crm.forms import AdminLoginForm
 
 api_patterns = [
     path("", ApiRootView.as_view(), name="api-root"),
@@ -21,11 +22,7 @@ api_patterns = [
 urlpatterns = [
     *calls_pages,
     *campaigns_pages,
-    path(
-        "accounts/login/",
-        auth_views.LoginView.as_view(template_name="registration/login.html", redirect_authenticated_user=True),
-        name="login",
-    ),
+    path("accounts/login/", views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("account/tokens/", views.api_tokens, name="api-tokens"),
     path("account/tokens/<int:token_id>/revoke/", views.api_token_revoke_view, name="api-token-revoke"),
@@ -38,6 +35,9 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
     path("admin/", admin.site.urls),
 ]
+
+# The admin signs in through authenticate() like the site, so the throttle refuses it too; this form says why.
+admin.site.login_form = AdminLoginForm
 
 handler404 = "crm.views.page_not_found"
 handler500 = "crm.views.server_error"

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.contrib import messages
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonResponse
@@ -10,7 +11,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from crm import health, observability
-from crm.forms import ApiTokenCreateForm
+from crm.forms import ApiTokenCreateForm, LoginForm
 from crm.models import User
 from crm.selectors import api_token_list, get_api_token_for_user
 from crm.services import api_token_create, api_token_revoke
@@ -21,6 +22,21 @@ def _user(request: HttpRequest) -> User:
     if not isinstance(request.user, User):
         raise PermissionDenied
     return request.user
+
+
+class LoginView(auth_views.LoginView):
+    """Django's sign-in with the brute-force throttle: a refused attempt answers 429 with Retry-After."""
+
+    form_class = LoginForm
+    template_name = "registration/login.html"
+    redirect_authenticated_user = True
+
+    def form_invalid(self, form: LoginForm) -> HttpResponse:  # type: ignore[override]  # form_class is LoginForm
+        response = super().form_invalid(form)
+        if form.lockout is not None:
+            response.status_code = 429
+            response["Retry-After"] = str(form.lockout.retry_after)
+        return response
 
 
 @login_required
