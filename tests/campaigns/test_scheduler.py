@@ -578,3 +578,42 @@ def test_it_does_not_include_other_teams_contacts_put_on_the_list(carol, dave):
     run = launch(campaign)
     assert run.total == 2
     assert not RunContact.objects.filter(run=run, contact=stranger).exists()
+
+
+# --- What queues ticks -------------------------------------------------------------------------------------
+
+
+def test_a_campaign_call_ending_queues_its_runs_tick_on_commit(carol, monkeypatch, django_capture_on_commit_callbacks):
+    from campaigns import tasks
+
+    queued: list[int] = []
+    monkeypatch.setattr(tasks, "tick_enqueue", lambda *, run_id: queued.append(run_id) or True)
+    run = launch(campaign_with_contacts(carol, 1))
+    run_tick(run_id=run.pk, dialer=RecordingDialer())
+    session_id = in_flight(run)[0].session_id
+
+    with django_capture_on_commit_callbacks(execute=True):
+        end_call(session_id, "ringing", answered=False)  # not an end: nothing to do yet
+    assert queued == []
+    with django_capture_on_commit_callbacks(execute=True):
+        end_call(session_id, "no_answer")
+    assert queued == [run.pk]
+
+
+def test_the_safety_net_ticks_only_runs_whose_chain_of_ticks_stopped(carol, dave, monkeypatch):
+    from campaigns import tasks
+
+    queued: list[int] = []
+    monkeypatch.setattr(tasks, "tick_enqueue", lambda *, run_id: queued.append(run_id) or True)
+    stale = launch(campaign_with_contacts(carol, 1))
+    fresh = launch(campaign_with_contacts(carol, 1))
+    paused_with_calls = launch(campaign_with_contacts(dave, 1))
+    idle_paused = launch(campaign_with_contacts(dave, 1))
+    now = timezone.now()
+    Run.objects.filter(pk=stale.pk).update(next_tick_at=now - timedelta(seconds=30))
+    Run.objects.filter(pk=fresh.pk).update(next_tick_at=now + timedelta(seconds=1))
+    Run.objects.filter(pk=paused_with_calls.pk).update(state="paused", dialing=1, next_tick_at=None)
+    Run.objects.filter(pk=idle_paused.pk).update(state="paused", dialing=0, next_tick_at=None)
+
+    assert tasks.tick_active_runs() == 2
+    assert sorted(queued) == sorted([stale.pk, paused_with_calls.pk])
