@@ -9,12 +9,22 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import time
 
 from django.core.cache import cache
+from django.core.cache.backends.locmem import LocMemCache
+
+logger = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Callbook-Signature"
 TOLERANCE_SECONDS = 300
+
+# Signatures seen by this process, used only while the shared cache (Redis) is unreachable: a replay that reaches
+# this process is still refused, one sent to another process within the 5 minutes is not. Refusing every signed
+# request instead would drop the calls of every signing integration for as long as Redis is down; the writes a
+# replay could repeat are mostly idempotent (events by event_id, sessions by external_id).
+_seen_here = LocMemCache("callbook-webhook-signatures", {"OPTIONS": {"MAX_ENTRIES": 100_000}})
 
 
 class SignatureInvalid(Exception):
@@ -52,6 +62,14 @@ def signature_verify(*, secret: str, header: str | None, body: bytes, now: float
     expected = signature_compute(secret=secret, timestamp=timestamp, body=body)
     if not any(hmac.compare_digest(expected, candidate) for candidate in candidates):
         raise SignatureInvalid("The signature does not match the body: check the signing secret.")
-    # cache.add is atomic (and shared across processes with Redis): only the first use of a signature wins.
-    if not cache.add(f"callbook:webhook-signature:{expected}", 1, timeout=2 * TOLERANCE_SECONDS):
+    if not _first_use(f"callbook:webhook-signature:{expected}"):
         raise SignatureInvalid("This signed request was already received: replays are refused.")
+
+
+def _first_use(key: str) -> bool:
+    # cache.add is atomic (and shared across processes with Redis): only the first use of a signature wins.
+    try:
+        return bool(cache.add(key, 1, timeout=2 * TOLERANCE_SECONDS))
+    except Exception as exc:  # the cache backend's own connection errors (redis-py's), with no common base class
+        logger.warning("webhook replay check on this process only: the shared cache is unreachable (%s)", exc)
+        return bool(_seen_here.add(key, 1, timeout=2 * TOLERANCE_SECONDS))
