@@ -126,10 +126,11 @@ def fetch(
     json_body: Any = None,
     body: bytes | None = None,
     content_type: str | None = None,
+    headers: dict[str, str] | None = None,
     timeout: float = 30.0,
 ) -> Response:
     """One request on a fresh connection to 127.0.0.1:``port``. Raises OSError when nothing answers."""
-    headers = {"Accept": "application/json" if path.startswith("/api/") else "text/html"}
+    headers = {"Accept": "application/json" if path.startswith("/api/") else "text/html", **(headers or {})}
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
     if cookie is not None:
