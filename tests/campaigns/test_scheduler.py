@@ -587,7 +587,12 @@ def test_a_campaign_call_ending_queues_its_runs_tick_on_commit(carol, monkeypatc
     from campaigns import tasks
 
     queued: list[int] = []
-    monkeypatch.setattr(tasks, "tick_enqueue", lambda *, run_id: queued.append(run_id) or True)
+
+    def enqueue(*, run_id: int) -> bool:
+        queued.append(run_id)
+        return True
+
+    monkeypatch.setattr(tasks, "tick_enqueue", enqueue)
     run = launch(campaign_with_contacts(carol, 1))
     run_tick(run_id=run.pk, dialer=RecordingDialer())
     session_id = in_flight(run)[0].session_id
@@ -604,7 +609,12 @@ def test_the_safety_net_ticks_only_runs_whose_chain_of_ticks_stopped(carol, dave
     from campaigns import tasks
 
     queued: list[int] = []
-    monkeypatch.setattr(tasks, "tick_enqueue", lambda *, run_id: queued.append(run_id) or True)
+
+    def enqueue(*, run_id: int) -> bool:
+        queued.append(run_id)
+        return True
+
+    monkeypatch.setattr(tasks, "tick_enqueue", enqueue)
     stale = launch(campaign_with_contacts(carol, 1))
     fresh = launch(campaign_with_contacts(carol, 1))
     paused_with_calls = launch(campaign_with_contacts(dave, 1))
