@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from django.db import transaction
-from django.middleware.csrf import _get_new_csrf_string  # type: ignore[attr-defined]
+from django.middleware.csrf import _get_new_csrf_string
 from django.test import Client
 
 from tests.security.admin_site import admin_kwargs
