@@ -539,3 +539,23 @@ def test_it_hides_campaigns_from_integrations(client_for, campaign):
 def _fast_passwords(settings):
     # Who may see what is tested here, not the password hasher's cost.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def test_it_shows_a_campaign_in_a_constant_number_of_queries(
+    client_for, carol, campaign, django_assert_max_num_queries
+):
+    client = client_for(carol)
+
+    def add_runs(count: int) -> None:
+        for _ in range(count):
+            Run.objects.create(campaign=campaign, state=Run.State.COMPLETED, total=3, completed=3, launched_by=carol)
+
+    add_runs(2)
+    # session + user, the campaign, may-control, the audience (list size, list or filter, count, do-not-call),
+    # the runs with who launched them, the active run, the agents.
+    with django_assert_max_num_queries(11):
+        assert client.get(detail(campaign)).status_code == 200
+    add_runs(30)
+    with django_assert_max_num_queries(11):
+        response = client.get(detail(campaign))
+    assert response.content.decode().count('class="row-link" href="/runs/') == 20
