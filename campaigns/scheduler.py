@@ -165,6 +165,7 @@ class _Tick:
     result: TickResult
     logs: list[RunLog] = field(default_factory=list)
     handoffs: list[DialRequest] = field(default_factory=list)
+    backend: Dialer | None = None
 
     def log(self, kind: str, message: str, *, level: str = RunLog.Level.INFO, **data: Any) -> None:
         self.logs.append(run_log_entry(run=self.run, kind=kind, message=message, at=self.now, level=level, data=data))
@@ -205,10 +206,15 @@ def run_tick(*, run_id: int, now: dt.datetime | None = None, dialer: Dialer | No
                         pending_logs=tick.logs,
                     )
             if backend is not None:
+                tick.backend = backend
                 _recover_handoffs(tick, backend)
                 _dial_due(tick, backend)
-        elif run.state in (Run.State.PAUSED, Run.State.CANCELED):
-            _recover_handoffs(tick, dialer)
+        elif run.state == Run.State.PAUSED:
+            # A paused run still owes its committed dials their hand-off: they are calls already under way.
+            tick.backend = dialer or _backend_or_none(tick.campaign)
+            _recover_handoffs(tick, tick.backend)
+        elif run.state == Run.State.CANCELED:
+            _recover_handoffs(tick, None)  # never handed over now: they end as canceled
         _finish_if_done(tick)
         _schedule_follow_up(tick)
         RunLog.objects.bulk_create(tick.logs)
@@ -219,8 +225,7 @@ def run_tick(*, run_id: int, now: dt.datetime | None = None, dialer: Dialer | No
             transaction.on_commit(lambda: SESSIONS_CREATED.labels(origin="campaign").inc(dialed))
             transaction.on_commit(lambda: DIALS.labels(outcome="started").inc(dialed))
     if tick.handoffs:
-        backend = dialer or _backend_or_none(tick.campaign)
-        _hand_off(tick, backend)
+        _hand_off(tick, tick.backend)
     return result
 
 

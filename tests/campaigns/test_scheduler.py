@@ -627,3 +627,24 @@ def test_the_safety_net_ticks_only_runs_whose_chain_of_ticks_stopped(carol, dave
 
     assert tasks.tick_active_runs() == 2
     assert sorted(queued) == sorted([stale.pk, paused_with_calls.pk])
+
+
+def test_a_canceled_run_never_hands_over_a_dial_left_unsent(carol, settings, monkeypatch):
+    from campaigns.runs import run_cancel
+
+    settings.CAMPAIGN_DISPATCH_GRACE_SECONDS = 10
+    run = launch(campaign_with_contacts(carol, 1))
+    t0 = timezone.now()
+    with monkeypatch.context() as patched:
+        patched.setattr(scheduler, "_hand_off", lambda tick, dialer: None)
+        run_tick(run_id=run.pk, now=t0, dialer=RecordingDialer())
+    run_cancel(actor=carol, run=run, now=t0 + timedelta(seconds=1))
+    dialer = RecordingDialer()
+
+    run_tick(run_id=run.pk, now=t0 + timedelta(seconds=11), dialer=dialer)
+
+    assert dialer.requests == []
+    dial = Dial.objects.get(run=run)
+    assert (dial.outcome, dial.session.status) == ("canceled", "canceled")
+    run.refresh_from_db()
+    assert (run.state, run.finished_at) == ("canceled", t0 + timedelta(seconds=11))

@@ -65,7 +65,13 @@ def worker_env(live_server, recordings_root: Path, tmp_path: Path) -> dict[str, 
 def start_worker(env: dict[str, str], log: Path, started: list[subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
     """A worker process of its own process group (so that _kill reaches its threads), ready to consume."""
     proc = _start(THREADED_WORKER, env=env, log=log, started=started)
-    wait_for(lambda: "ready." in _tail(log) or proc.poll() is not None, timeout=60, what="no worker", log=log)
+    # The whole log, not its tail: a worker that starts on a backlog of queued tasks logs a lot after "ready.".
+    wait_for(
+        lambda: "ready." in log.read_text(errors="replace") or proc.poll() is not None,
+        timeout=60,
+        what="no worker",
+        log=log,
+    )
     if proc.poll() is not None:
         pytest.fail(f"celery worker exited with {proc.returncode}:\n{_tail(log)}")
     return proc
