@@ -50,7 +50,9 @@ def signature_verify(*, secret: str, header: str | None, body: bytes, now: float
     candidates: list[str] = []
     for part in header.split(","):
         key, _, value = part.strip().partition("=")
-        if key == "t" and value.isdigit():
+        # ASCII digits only, and few of them: str.isdigit() also accepts "²" and other digits int() refuses, and
+        # int() refuses more than 4300 digits; either would be a 500 instead of this 401.
+        if key == "t" and value.isascii() and value.isdigit() and len(value) <= 12:
             timestamp = int(value)
         elif key == "v1" and value:
             candidates.append(value)
