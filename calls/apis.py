@@ -355,6 +355,14 @@ def _upload_body(request: Request) -> tuple[Any, int | None, str | None]:
         upload = request.FILES.get("file")
         if upload is None:
             raise BadInput("A multipart upload needs its file in a part named 'file'.", code="missing_file")
+        # One file per upload, and nothing else: a second file or another field would be dropped in silence.
+        others = sorted(set(request.data) - {"file"})
+        if len(request.FILES.getlist("file")) > 1 or others:
+            raise BadInput(
+                "A multipart upload carries exactly one part, named 'file'"
+                + (f"; remove {', '.join(repr(name[:50]) for name in others[:5])}." if others else "."),
+                code="one_file_only",
+            )
         return upload, upload.size, upload.name
     length = django_request.META.get("CONTENT_LENGTH")
     return django_request, int(length) if length and length.isdigit() else None, None
