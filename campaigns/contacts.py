@@ -340,7 +340,8 @@ def _apply_numbers(contact: Contact, changes: Mapping[str, Any], *, region: str)
             if "timezone" not in changes and inferred:
                 contact.timezone = inferred
     if "timezone" in changes:
-        contact.timezone = _timezone(changes["timezone"])
+        # An empty time zone means "the number's": inferred, as when the contact was created without one.
+        contact.timezone = _timezone(changes["timezone"]) or _phone(contact.phone, region="", field="phone")[1]
     if "other_phones" in changes or renumbered:
         current = changes.get("other_phones", contact.other_phones)
         contact.other_phones = _other_phones(current or [], region=region, primary=contact.phone)
