@@ -285,7 +285,7 @@ class Run(models.Model):
     )
     dials = models.PositiveIntegerField(default=0, help_text="Dial attempts made, retries included.")
     agent_cursor = models.PositiveIntegerField(default=0, help_text="Round-robin position in the campaign's agents.")
-    # The scheduler's own bookkeeping (campaigns/scheduler.py). A tick re-queues itself only when no follow-up is
+    # The scheduler's own bookkeeping (campaigns/scheduler/). A tick re-queues itself only when no follow-up is
     # pending (next_tick_at is empty or overdue), so launch, resume, the session hook and beat never multiply the
     # chain of ticks; a lost follow-up is overdue for the next tick that runs, which starts a new one.
     next_tick_at = models.DateTimeField(null=True, blank=True, help_text="When the scheduled follow-up tick is due.")

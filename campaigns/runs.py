@@ -2,7 +2,7 @@
 
 Access is the caller's check (``campaigns.access.get_campaign_for_control`` / ``get_run_for_control``); these
 services check the rules of the run itself and raise ``RunError`` for what cannot be done now. Every change
-locks the Run row, so it never interleaves with a scheduler tick (campaigns/scheduler.py), and is written to the
+locks the Run row, so it never interleaves with a scheduler tick (campaigns/scheduler/), and is written to the
 run's log with who did it.
 
 Allowed state changes live in ``TRANSITIONS``, here and nowhere else:

@@ -1,4 +1,4 @@
-"""The scheduler's tick (campaigns/scheduler.py), driven along simulated timelines with an injected ``now``.
+"""The scheduler's tick (campaigns/scheduler/), driven along simulated timelines with an injected ``now``.
 
 Calls end the way a voice agent ends them (events through calls.services); the dialer is a recording stand-in.
 """
@@ -16,10 +16,10 @@ from django.db import connection
 from django.utils import timezone
 
 from calls.models import CallSession
-from campaigns import scheduler
 from campaigns.models import Campaign, Dial, Run, RunContact, RunLog
 from campaigns.runs import run_resume
 from campaigns.scheduler import run_tick, window_is_open, window_next_opening
+from campaigns.scheduler import tick as tick_module
 from tests.campaigns.run_helpers import (
     RecordingDialer,
     campaign_with_contacts,
@@ -453,7 +453,7 @@ def test_it_hands_a_dial_whose_hand_off_never_happened_over_again_with_the_same_
     t0 = timezone.now()
     # The worker dies right after the commit: claim, session and dial are in the database, no request left.
     with monkeypatch.context() as patched:
-        patched.setattr(scheduler, "_hand_off", lambda tick, dialer: None)
+        patched.setattr(tick_module, "hand_off", lambda tick, dialer: None)
         run_tick(run_id=run.pk, now=t0, dialer=RecordingDialer())
     dial = Dial.objects.get(run=run)
     assert (dial.sent_at, dial.target.state) == (None, "dialing")
@@ -477,7 +477,7 @@ def test_it_fails_a_dial_that_could_never_be_handed_off_and_applies_the_retry_ru
     campaign = campaign_with_contacts(carol, 1, retry_failed_max_attempts=2, retry_failed_delay=0)
     run = launch(campaign)
     t0 = timezone.now()
-    monkeypatch.setattr(scheduler, "_hand_off", lambda tick, dialer: None)
+    monkeypatch.setattr(tick_module, "hand_off", lambda tick, dialer: None)
     for second in (0, 11, 22, 33):
         run_tick(run_id=run.pk, now=t0 + timedelta(seconds=second), dialer=RecordingDialer())
 
@@ -636,7 +636,7 @@ def test_a_canceled_run_never_hands_over_a_dial_left_unsent(carol, settings, mon
     run = launch(campaign_with_contacts(carol, 1))
     t0 = timezone.now()
     with monkeypatch.context() as patched:
-        patched.setattr(scheduler, "_hand_off", lambda tick, dialer: None)
+        patched.setattr(tick_module, "hand_off", lambda tick, dialer: None)
         run_tick(run_id=run.pk, now=t0, dialer=RecordingDialer())
     run_cancel(actor=carol, run=run, now=t0 + timedelta(seconds=1))
     dialer = RecordingDialer()
