@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
 from django.http import HttpResponseBase
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -15,6 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from calls import serializers as s
+from calls.ingest import StorageUnavailable
 from calls.models import CallSession, Note, Recording
 from calls.presenters import present_session_detail, present_session_list
 from calls.selectors import (
@@ -57,6 +59,13 @@ class SessionNotFoundError(exceptions.NotFound):
 class RecordingNotFoundError(exceptions.NotFound):
     default_detail = "This call session has no playable recording."
     default_code = "recording_not_found"
+
+
+class StorageUnavailableError(exceptions.APIException):
+    status_code = 503
+    default_detail = "The recordings storage is not answering right now; nothing is lost. Try again in a minute."
+    default_code = "storage_unavailable"
+    wait = 60  # DRF's handler sends it as Retry-After
 
 
 class BadInput(exceptions.APIException):
@@ -111,6 +120,8 @@ class CallsApiView(APIView):
             exc = Conflict(str(exc), code="external_id_conflict")
         elif isinstance(exc, NotAllowed):
             exc = exceptions.PermissionDenied(str(exc))
+        elif isinstance(exc, StorageUnavailable):
+            exc = StorageUnavailableError()
         elif isinstance(exc, UploadRejected):
             rejected = exceptions.APIException(str(exc), code=exc.code)
             rejected.status_code = exc.status
@@ -371,6 +382,7 @@ def _upload_body(request: Request) -> tuple[Any, int | None, str | None]:
 UPLOAD_ERRORS = {
     413: OpenApiResponse(description="Larger than the configured limit (`too_large`)."),
     415: OpenApiResponse(description="Not audio / not a transcript; nothing was stored."),
+    503: OpenApiResponse(description="The recordings storage is not answering (`storage_unavailable`)."),
 }
 
 
@@ -405,6 +417,7 @@ class SessionRecordingApi(CallsApiView):
             302: OpenApiResponse(description="Redirect to a short-lived signed URL (S3 storage)."),
             404: OpenApiResponse(description="No session, or no playable recording (`recording_not_found`)."),
             416: OpenApiResponse(description="Range not satisfiable."),
+            503: OpenApiResponse(description="The recordings storage is not answering (`storage_unavailable`)."),
         },
         parameters=[OpenApiParameter("Range", str, OpenApiParameter.HEADER, required=False)],
     )
@@ -413,14 +426,17 @@ class SessionRecordingApi(CallsApiView):
         recording = Recording.objects.filter(session=session, status=Recording.Status.AVAILABLE).first()
         if recording is None:
             raise RecordingNotFoundError()
-        return storage_file_response(
-            request=request._request,
-            storage=recordings_storage(),
-            name=recording.file,
-            content_type=recording.content_type or "application/octet-stream",
-            filename=f"{session.pk}.{recording.format or 'bin'}",
-            etag=f'"{recording.sha256}"' if recording.sha256 else None,
-        )
+        try:
+            return storage_file_response(
+                request=request._request,
+                storage=recordings_storage(),
+                name=recording.file,
+                content_type=recording.content_type or "application/octet-stream",
+                filename=f"{session.pk}.{recording.format or 'bin'}",
+                etag=f'"{recording.sha256}"' if recording.sha256 else None,
+            )
+        except (OSError, BotoCoreError, ClientError) as exc:  # a missing file is RecordingFileMissing (404)
+            raise StorageUnavailable(str(exc)) from exc
 
 
 class SessionTranscriptApi(CallsApiView):

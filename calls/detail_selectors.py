@@ -14,19 +14,21 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.files.storage import FileSystemStorage
 from django.utils import timezone
 
 from calls import states
 from calls.adoption import read_ownership
 from calls.models import CallEvent, CallSession, Note, Recording, Transcript, TranscriptSegment
 from calls.selectors import parse_session_id, visible_sessions
-from calls.storage import inspect_session_folder
+from calls.storage import inspect_session_folder, recordings_storage
 from crm.models import Team, User
 
 logger = logging.getLogger(__name__)
@@ -224,6 +226,8 @@ class DetailView:
     adoption_problems: list[str]
     in_progress: bool  # something is still being produced: the page polls and refreshes itself
     progress_token: str
+    # The recording is available but the recordings storage cannot be read: the page says so.
+    storage_unavailable: bool = False
 
 
 def _peaks(raw: Any) -> list[float]:
@@ -354,6 +358,22 @@ def _recording_state(session: CallSession, recording: Recording | None) -> str:
     return states_by_status.get(recording.status, RecordingState.PROCESSING)
 
 
+def _storage_fails(recording: Recording) -> bool:
+    """Whether the local recordings storage fails to reach the recording's file (a dead or stale mount). S3 is not
+    asked: that would be a round trip on every page view, and there the player reports a failed load itself."""
+    storage = recordings_storage()
+    if not isinstance(storage, FileSystemStorage):
+        return False
+    try:
+        os.stat(storage.path(recording.file))
+    except FileNotFoundError:
+        return False  # the file is gone, not the storage: the audio route says so
+    except OSError:
+        logger.warning("recordings storage unavailable reading %s", recording.file, exc_info=True)
+        return True
+    return False
+
+
 def detail_view(*, session: CallSession, user: User) -> DetailView:
     """Everything the detail template shows, from a session read with ``details=True``."""
     recording = recording_of(session)
@@ -402,6 +422,7 @@ def detail_view(*, session: CallSession, user: User) -> DetailView:
         progress_token=progress_token(
             recording_status=recording.status if recording is not None else None, has_transcript=transcript is not None
         ),
+        storage_unavailable=available and recording is not None and _storage_fails(recording),
     )
 
 

@@ -14,6 +14,7 @@ import tempfile
 from dataclasses import dataclass
 from typing import IO
 
+from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.core.files import File
 from django.core.files.base import ContentFile
@@ -21,7 +22,7 @@ from django.db import transaction
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 
-from calls.ingest import sniff_format, transcript_save
+from calls.ingest import StorageUnavailable, sniff_format, transcript_save
 from calls.models import CallEvent, CallSession, Recording, Transcript
 from calls.storage import recordings_storage, session_key
 from calls.transcripts import ParsedTranscript, TranscriptError, parse_transcript
@@ -95,7 +96,7 @@ def recording_upload(*, session: CallSession, body: IO[bytes], declared_length: 
                 code="recording_exists",
             )
         spool.seek(0)
-        key = recordings_storage().save(session_key(session.pk, f"recording.{sniffed[0]}"), File(spool))
+        key = _save(session_key(session.pk, f"recording.{sniffed[0]}"), File(spool))
     with transaction.atomic():
         recording, created = Recording.objects.update_or_create(
             session=session,
@@ -121,6 +122,16 @@ def recording_upload(*, session: CallSession, body: IO[bytes], declared_length: 
         )
         transaction.on_commit(lambda: _queue(session))
     return RecordingUploadResult(recording=recording, created=created or existing is not None)
+
+
+def _save(name: str, content: File[bytes]) -> str:
+    """Save to the recordings storage; a storage that does not answer is the server's problem (503), not the
+    client's, and nothing is recorded in the database."""
+    try:
+        return recordings_storage().save(name, content)
+    except (OSError, BotoCoreError, ClientError) as exc:
+        logger.warning("recordings storage unavailable saving %s: %s", name, exc)
+        raise StorageUnavailable(str(exc)) from exc
 
 
 def _queue(session: CallSession) -> None:
@@ -151,7 +162,7 @@ def transcript_upload(*, session: CallSession, body: IO[bytes], extension: str |
         parsed: ParsedTranscript = parse_transcript(raw=raw, filename=f"transcript.{ext}")
     except TranscriptError as exc:
         raise UploadRejected(f"The transcript could not be read: {exc}", status=400, code="invalid_transcript") from exc
-    key = recordings_storage().save(session_key(session.pk, f"transcript.{parsed.format}"), ContentFile(raw))
+    key = _save(session_key(session.pk, f"transcript.{parsed.format}"), ContentFile(raw))
     transcript = transcript_save(
         session_id=session.pk,
         parsed=parsed,
