@@ -14,6 +14,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+from django.conf import settings
 
 WINDOW_MS = 50
 WAVEFORM_BUCKETS = 600
@@ -66,13 +67,33 @@ def _wav_shortfall(path: Path) -> str | None:
     return "The WAV file has no data chunk."
 
 
-def probe_audio(path: Path) -> AudioInfo:
-    """Decode ``path`` completely and describe it; raises AudioError when it is not sound, playable audio."""
+def _too_long(limit: float) -> AudioError:
+    seconds = int(limit)
+    if seconds % 3600 == 0:
+        span = f"{seconds // 3600} h"
+    elif seconds % 60 == 0:
+        span = f"{seconds // 60} min"
+    else:
+        span = f"{seconds} s"
+    return AudioError(f"The audio is longer than the limit of {span}; it was not decoded further.")
+
+
+def probe_audio(path: Path, *, max_seconds: float | None = None) -> AudioInfo:
+    """Decode ``path`` completely and describe it; raises AudioError when it is not sound, playable audio.
+
+    ``max_seconds`` (default: the RECORDING_MAX_DURATION_SECONDS setting) bounds the work: a few hundred KB of
+    FLAC can hold hours of silence, so a file that declares or decodes to more fails as soon as that is known,
+    instead of keeping a worker busy for its whole length.
+    """
+    if max_seconds is None:
+        max_seconds = float(settings.RECORDING_MAX_DURATION_SECONDS)
     shortfall = _wav_shortfall(path)
     if shortfall:
         raise AudioError(shortfall)
     layout = _pcm_wav_layout(path)
     if layout is not None:
+        if max_seconds is not None and layout.data_bytes // layout.block_align > max_seconds * layout.sample_rate:
+            raise _too_long(max_seconds)
         return _probe_pcm_wav(path, layout)
     try:
         container = av.open(str(path), metadata_errors="ignore")
@@ -87,8 +108,17 @@ def probe_audio(path: Path) -> AudioInfo:
         # FFmpeg names decoders, and some codecs have variants (mp3float, aac_fixed): report the codec itself.
         codec = stream.codec_context.name.removesuffix("float").removesuffix("_fixed")
         declared = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else None
+        if max_seconds is not None and declared is not None and declared > max_seconds:
+            raise _too_long(max_seconds)
         try:
-            return _decode(container, stream, codec=codec, declared_seconds=declared, fmt=container.format.name)
+            return _decode(
+                container,
+                stream,
+                codec=codec,
+                declared_seconds=declared,
+                fmt=container.format.name,
+                max_seconds=max_seconds,
+            )
         except av.error.FFmpegError as exc:
             reason = getattr(exc, "strerror", None) or type(exc).__name__
             raise AudioError(f"The audio could not be decoded ({codec}: {reason}).") from exc
@@ -270,16 +300,21 @@ def _decode(
     codec: str,
     declared_seconds: float | None,
     fmt: str,
+    max_seconds: float | None = None,
 ) -> AudioInfo:
     rate = stream.codec_context.sample_rate or stream.sample_rate or 0
     channels = stream.codec_context.channels or 0
     blocks = _DecodedBlocks()
+    limit: float | None = None
     for frame in container.decode(stream):
         if blocks.stats is None:
             if not rate:
                 rate, channels = frame.sample_rate, frame.layout.nb_channels
             blocks.stats = _Windows(max(1, rate * WINDOW_MS // 1000), channels)
+            limit = max_seconds * rate if max_seconds is not None else None
         blocks.add(frame)
+        if limit is not None and blocks.samples > limit:
+            raise _too_long(max_seconds or 0)
     blocks.flush()
     samples = blocks.samples
     if samples == 0 or not rate:

@@ -435,6 +435,9 @@ if SENTRY_DSN:
 SEARCH_CONFIG = env.str("SEARCH_CONFIG", default="simple")
 RECORDING_MAX_UPLOAD_BYTES = env.int("RECORDING_MAX_UPLOAD_BYTES", default=500 * 1024 * 1024)
 TRANSCRIPT_MAX_UPLOAD_BYTES = env.int("TRANSCRIPT_MAX_UPLOAD_BYTES", default=10 * 1024 * 1024)
+# Ingest gives up on audio that declares or decodes to more than this: compressed silence is tiny (hours of it fit
+# in a few hundred KB of FLAC), and decoding it all would keep a worker busy for as long.
+RECORDING_MAX_DURATION_SECONDS = env.int("RECORDING_MAX_DURATION_SECONDS", default=12 * 3600)
 # Contact CSV uploads larger than this are refused (413). 25 MiB holds some 250,000 typical contact rows; the
 # file is read whole into memory to be checked, so keep it well under what a web and a worker process may use.
 CONTACT_IMPORT_MAX_BYTES = env.int("CONTACT_IMPORT_MAX_BYTES", default=25 * 1024 * 1024)
