@@ -271,8 +271,7 @@ def _create_adopted(
             recording, event = _adopted_rows(session=session, folder=folder, by=by)
             recording.save(force_insert=True)
             event.save(force_insert=True)
-            transaction.on_commit(lambda: _queue_ingest(session.pk))
-            transaction.on_commit(partial(_count_adopted, via="sweep" if requester is None else "view", n=1))
+            transaction.on_commit(partial(_adopted_committed, session.pk, via="sweep" if requester is None else "view"))
     except IntegrityError:
         # Someone else adopted it first (or the id was taken meanwhile): theirs is the row.
         return None
@@ -396,6 +395,11 @@ def _batch_insert(
             transaction.on_commit(partial(_queue_ingest_later, session.pk))
         transaction.on_commit(partial(_count_adopted, via="sweep", n=len(created)))
     return created, present
+
+
+def _adopted_committed(session_id: uuid.UUID, *, via: str) -> None:
+    _count_adopted(via=via, n=1)
+    _queue_ingest(session_id)
 
 
 def _count_adopted(*, via: str, n: int) -> None:
