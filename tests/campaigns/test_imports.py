@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.conf import settings as django_settings
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
@@ -40,6 +41,8 @@ from campaigns.models import Contact, ContactImport, ContactImportRow
 from tests.factories import ContactFactory, DoNotCallFactory
 
 HEADER = ["Name", "Phone", "Company", "E-mail"]
+# Where a Celery worker process stores and reads uploads: the settings' own MEDIA_ROOT, before any test moves it.
+WORKER_MEDIA_ROOT = Path(django_settings.MEDIA_ROOT)
 
 
 @pytest.fixture(autouse=True)
@@ -710,3 +713,26 @@ def test_it_imports_50000_rows_in_the_background_task(carol, sales_team, setting
         "Duplicate of row 3"
     )
     print(f"50,000-row import: {elapsed:.1f} s")
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_it_imports_through_a_real_celery_worker(celery_worker, carol, sales_team, settings):
+    """The task is registered in the worker (campaigns.import_tasks, imported by CampaignsConfig.ready) and runs
+    the import from the stored file once the confirmation has committed."""
+    settings.MEDIA_ROOT = WORKER_MEDIA_ROOT
+    contact_import = upload(carol, sales_team, csv_bytes(numbered_rows(2500)))
+    try:
+        contact_import_start(actor=carol, contact_import=contact_import)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            contact_import.refresh_from_db()
+            if contact_import.status in ("completed", "failed"):
+                break
+            time.sleep(0.3)
+        assert (contact_import.status, contact_import.error) == ("completed", "")
+        assert (contact_import.processed_rows, contact_import.imported) == (2500, 2500)
+        assert ContactImportRow.objects.filter(contact_import=contact_import).count() == 2500
+        assert Contact.objects.filter(team=sales_team).count() == 2500
+    finally:
+        contact_import.file.storage.delete(str(contact_import.file.name))
