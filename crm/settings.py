@@ -57,6 +57,12 @@ if not DEBUG and SECRET_KEY == INSECURE_DEFAULT_SECRET_KEY:
         "SECRET_KEY is not set. With DEBUG off Callbook refuses to start on the built-in development key: "
         "set SECRET_KEY (or SECRET_KEY_FILE) to a long random value, or DEBUG=1 for local development."
     )
+if not DEBUG and SECRET_KEY.startswith("change-me"):
+    # .env.example's placeholder: copied and forgotten, it would be a key anyone can read in the repository.
+    raise ImproperlyConfigured(
+        "SECRET_KEY is still the placeholder from .env.example. Set it to a long random value, e.g. the output of "
+        "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`."
+    )
 
 ALLOWED_HOSTS: list[str] = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS: list[str] = env.list("CSRF_TRUSTED_ORIGINS", default=[])
