@@ -193,6 +193,8 @@ def test_progress_log_and_report_describe_a_finished_run(carol, alice):
     assert report["dials"]["total"] == 4
     assert (report["answered"], report["answer_rate"]) == (2, 0.5)
     assert report["agents"] == [{"agent": "alice", "dials": 4, "completed": 2}]
+    assert run.finished_at is not None
+    assert run.started_at is not None
     assert report["duration_seconds"] == pytest.approx((run.finished_at - run.started_at).total_seconds())
 
     entries = run_log_entries(run=run)
