@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -127,7 +127,11 @@ def _too_large(limit: int) -> ImportFileRejected:
     )
 
 
-def import_upload_read(*, body: IO[bytes], declared_length: int | None) -> bytes:
+class Readable(Protocol):
+    def read(self, size: int, /) -> bytes: ...
+
+
+def import_upload_read(*, body: Readable | IO[bytes], declared_length: int | None) -> bytes:
     """The uploaded bytes, refused (413) beyond CONTACT_IMPORT_MAX_BYTES before and while reading."""
     limit: int = settings.CONTACT_IMPORT_MAX_BYTES
     if declared_length is not None and declared_length > limit:

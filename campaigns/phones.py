@@ -131,26 +131,32 @@ def _parse(text: str, region: str | None) -> phonenumbers.PhoneNumber:
         raise InvalidPhoneNumber(f"'{text}' is not a phone number.", code="not_a_number") from None
 
 
-def _check(number: phonenumbers.PhoneNumber, text: str, region: str | None) -> None:
+def _check(number: phonenumbers.PhoneNumber, text: str, region: str | None) -> str:
+    """Raises InvalidPhoneNumber unless ``number`` is valid; returns its region ("001" when non-geographic)."""
     if number.extension:
         raise InvalidPhoneNumber(
             f"'{text}' has an extension (x{number.extension}), which a dialer cannot dial: give the direct number.",
             code="extension",
         )
     possible = phonenumbers.is_possible_number_with_reason(number)
-    where = _where(number, region)
     if possible == ValidationResult.INVALID_COUNTRY_CODE:
         raise InvalidPhoneNumber(f"'{text}' starts with an unknown country code.", code="unknown_country_code")
-    if possible == ValidationResult.TOO_SHORT:
-        raise InvalidPhoneNumber(f"'{text}' is too short for a number in {where}.", code="too_short")
-    if possible == ValidationResult.TOO_LONG:
-        raise InvalidPhoneNumber(f"'{text}' is too long for a number in {where}.", code="too_long")
-    if possible == ValidationResult.INVALID_LENGTH:
-        raise InvalidPhoneNumber(f"'{text}' has the wrong number of digits for {where}.", code="invalid_length")
-    if possible == ValidationResult.IS_POSSIBLE_LOCAL_ONLY:
-        raise InvalidPhoneNumber(f"'{text}' is a local number in {where}: it needs its area code.", code="local_only")
-    if not phonenumbers.is_valid_number(number):
-        raise InvalidPhoneNumber(f"'{text}' is not a valid number in {where}.", code="invalid_for_region")
+    problems = {
+        ValidationResult.TOO_SHORT: ("too_short", "is too short for a number in {}."),
+        ValidationResult.TOO_LONG: ("too_long", "is too long for a number in {}."),
+        ValidationResult.INVALID_LENGTH: ("invalid_length", "has the wrong number of digits for {}."),
+        ValidationResult.IS_POSSIBLE_LOCAL_ONLY: ("local_only", "is a local number in {}: it needs its area code."),
+    }
+    if possible in problems:
+        code, message = problems[possible]
+        raise InvalidPhoneNumber(f"'{text}' {message.format(_where(number, region))}", code=code)
+    # What is_valid_number does, keeping the region it finds (the costly part, on +1 with its 25 regions).
+    number_region = phonenumbers.region_code_for_number(number)
+    if number_region is None or not phonenumbers.is_valid_number_for_region(number, number_region):
+        raise InvalidPhoneNumber(
+            f"'{text}' is not a valid number in {_where(number, region)}.", code="invalid_for_region"
+        )
+    return number_region
 
 
 def phone_normalize(raw: str, *, default_region: str = "") -> NormalisedPhone:
@@ -171,24 +177,23 @@ def phone_normalize(raw: str, *, default_region: str = "") -> NormalisedPhone:
         # The international prefix of most of the world, whatever the default region's own prefix is.
         try:
             number = _parse("+" + compact[2:], None)
-            _check(number, text, None)
+            number_region = _check(number, text, None)
         except InvalidPhoneNumber as exc:
             international = exc  # maybe a national number of the default region after all: it decides
         else:
-            return _result(number)
+            return _result(number, number_region)
     try:
         number = _parse(cleaned, region)
-        _check(number, text, region)
+        number_region = _check(number, text, region)
     except InvalidPhoneNumber:
         # "00 ..." that is no number either way: the reason of the likelier, international, reading.
         if international is not None:
             raise international from None
         raise
-    return _result(number)
+    return _result(number, number_region)
 
 
-def _result(number: phonenumbers.PhoneNumber) -> NormalisedPhone:
-    region = phonenumbers.region_code_for_number(number) or ""
+def _result(number: phonenumbers.PhoneNumber, region: str) -> NormalisedPhone:
     zones = [zone for zone in number_timezones.time_zones_for_number(number) if zone != _UNKNOWN_ZONE]
     return NormalisedPhone(
         e164=phonenumbers.format_number(number, PhoneNumberFormat.E164),
