@@ -210,6 +210,7 @@ def test_it_reports_an_unhandled_error_of_a_request_and_of_a_task_to_sentry(fake
     result = run_python(RAISE_IN_A_REQUEST_AND_A_TASK, env)
     assert result.returncode == 0, result.stderr[-3000:]
     reported = {event["exception"]["values"][-1]["value"]: event for event in events(received)}
+    assert {"sentry-probe-request", "sentry-probe-task"} <= set(reported), (received, result.stderr[-3000:])
     request = reported["sentry-probe-request"]
     assert (request["environment"], request["release"]) == ("ci-test", "callbook@test")
     assert request["exception"]["values"][-1]["type"] == "RuntimeError"
