@@ -14,25 +14,17 @@ Only 127.0.0.1 is contacted. Exits non-zero on a crash only; a missed target sho
 from __future__ import annotations
 
 import itertools
-import json
-import os
-import signal
 import socket
 import statistics
 import sys
-import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from pathlib import Path
-from types import FrameType
-from urllib.parse import urlsplit, urlunsplit
 
+import _env  # first: puts the project on sys.path
 import _server
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # crm, calls, campaigns: the script runs as bench/<file>.py from anywhere
 
 BENCH_DATABASE = "callbook_bench"
 SESSIONS = 2_000
@@ -54,69 +46,6 @@ HARD_LIMIT_SECONDS = 170
 
 DETAIL_TARGET = 0.60
 LIST_TARGET = 0.30  # informative: a page of 50 serialised rows is not expected to cost what one row does
-
-
-# --- Environment -------------------------------------------------------------------------------------------
-
-
-def postgres_url() -> str | None:
-    """The PostgreSQL server asked for by DATABASE_URL; any other URL is ignored (bench data goes to a temp DB)."""
-    url = os.environ.get("DATABASE_URL", "")
-    return url if url.split("://", 1)[0] in {"postgres", "postgresql", "pgsql", "psql"} else None
-
-
-def _with_database(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
-
-
-def _pg_admin(url: str, statement: str) -> None:
-    import psycopg
-    from psycopg import sql
-
-    # The maintenance database: the one named in DATABASE_URL may not exist, and the bench one is being dropped.
-    with psycopg.connect(_with_database(url, "postgres"), autocommit=True, connect_timeout=5) as conn:
-        conn.execute(sql.SQL(statement).format(sql.Identifier(BENCH_DATABASE)))
-
-
-def pg_recreate(url: str) -> None:
-    pg_drop(url)  # left over from an interrupted run
-    _pg_admin(url, "CREATE DATABASE {}")
-
-
-def pg_drop(url: str) -> None:
-    # FORCE: a gunicorn worker killed mid-request may leave a backend behind for a moment.
-    _pg_admin(url, "DROP DATABASE IF EXISTS {} WITH (FORCE)")
-
-
-def bench_env(var_dir: Path, pg: str | None) -> dict[str, str]:
-    env = dict(os.environ)
-    # Nothing outside the temp folder (and the bench database) may be touched: no shared cache, no broker.
-    # (SECRET_KEY_FILE would win over the SECRET_KEY set here.)
-    for name in (
-        "DATABASE_URL",
-        "REDIS_URL",
-        "CELERY_BROKER_URL",
-        "CELERY_RESULT_BACKEND",
-        "RECORDINGS_S3_BUCKET",
-        "STATIC_ROOT",
-        "SECRET_KEY_FILE",
-    ):
-        env.pop(name, None)
-    env.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "crm.settings",
-            "CALLBOOK_VAR_DIR": str(var_dir),
-            "RECORDINGS_ROOT": str(var_dir / "recordings"),
-            "DEBUG": "0",
-            "SECRET_KEY": "bench-only-secret-key-" + os.urandom(16).hex(),
-            "SECURE_SSL_REDIRECT": "false",
-            "ALLOWED_HOSTS": "127.0.0.1",
-            "LOG_LEVEL": "WARNING",
-        }
-    )
-    if pg is not None:
-        env["DATABASE_URL"] = _with_database(pg, BENCH_DATABASE)
-    return env
 
 
 # --- Data --------------------------------------------------------------------------------------------------
@@ -253,6 +182,9 @@ def count_queries(data: Seed) -> dict[str, int]:
     client.get("/api/crm/")
 
     def count(path: str, expect: dict[str, int] | None = None) -> int:
+        # Per request in the steady state: the first request of a kind on a database connection also prepares its
+        # statement (PostgreSQL's PREPARE, once per connection: see calls/selectors.py), which the rest reuse.
+        client.get(path)
         with CaptureQueriesContext(connection) as queries:
             response = client.get(path)
         if response.status_code != 200:
@@ -353,6 +285,7 @@ class Run:
     seconds: float = 0.0
     latencies: list[float] = field(default_factory=list)
     first_error: str = ""
+    cpu: float = 0.0  # CPU seconds of the server's processes (gunicorn workers, PostgreSQL backends) in the run
 
     @property
     def rps(self) -> float:
@@ -432,6 +365,7 @@ def merged(label: str, runs: list[Run]) -> Run:
         total.seconds += run.seconds
         total.latencies.extend(run.latencies)
         total.first_error = total.first_error or run.first_error
+        total.cpu += run.cpu
     return total
 
 
@@ -446,37 +380,16 @@ def describe(run: Run) -> str:
 # --- Report ------------------------------------------------------------------------------------------------
 
 
-def result(*, name: str, value: float, baseline: float, unit: str, target: str, ok: bool) -> None:
-    ratio = round(value / baseline, 2) if baseline else 0.0
-    row = {
-        "name": name,
-        "value": value,
-        "baseline": baseline,
-        "unit": unit,
-        "ratio": ratio,
-        "target": target,
-        "ok": ok,
-    }
-    print("RESULT " + json.dumps(row), flush=True)
-
-
-def _on_alarm(signum: int, frame: FrameType | None) -> None:
-    raise TimeoutError(f"benchmark exceeded {HARD_LIMIT_SECONDS} s")
-
-
 ENDPOINTS = ("bare DRF (API root)", "session detail", "session list, page of 50")
 BARE, DETAIL, LISTING = ENDPOINTS
 
 
 def prepare() -> tuple[Seed, dict[str, int]]:
     """Migrate and seed the bench database in this process, and count queries; os.environ is the bench's."""
-    import django
-    from django.core.management import call_command
     from django.db import connection
 
     began = time.monotonic()
-    django.setup()
-    call_command("migrate", interactive=False, verbosity=0)
+    _env.setup_django()
     data = seed()
     if connection.vendor == "postgresql":
         # Production databases have statistics (autovacuum); a freshly seeded one does not, and without them the
@@ -484,9 +397,8 @@ def prepare() -> tuple[Seed, dict[str, int]]:
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE")
     print(
-        f"Callbook session API bench: {connection.vendor} ({connection.settings_dict['NAME']}), "
-        f"{SESSIONS} sessions x {len(BULK_TIMELINE)} events, {os.cpu_count()} CPUs; "
-        f"migrated and seeded in {time.monotonic() - began:.1f} s",
+        f"Callbook session API bench: {_env.vendor()}, {SESSIONS} sessions x {len(BULK_TIMELINE)} events; "
+        f"migrated and seeded in {time.monotonic() - began:.1f} s; {_env.load_note()}",
         flush=True,
     )
     queries = count_queries(data)
@@ -496,7 +408,7 @@ def prepare() -> tuple[Seed, dict[str, int]]:
     return data, queries
 
 
-def measure(port: int, data: Seed) -> list[Run]:
+def measure(port: int, data: Seed, server_pids: Callable[[], list[int]]) -> list[Run]:
     paths = {
         BARE: "/api/crm/",
         DETAIL: f"/api/crm/sessions/{data.detail_id}",
@@ -513,7 +425,14 @@ def measure(port: int, data: Seed) -> list[Run]:
     # Short runs, each measured one between two bare ones (bare, detail, bare, list, bare, ...): load from outside
     # (other processes on the machine, CPU frequency) then weighs on both sides of each ratio alike.
     plan = [BARE, *itertools.chain.from_iterable((DETAIL, BARE, LISTING, BARE) for _ in range(ROUNDS))]
-    return [load(port, data.key, label, paths[label], max_requests=per_run, max_seconds=seconds) for label in plan]
+    timeline = []
+    for label in plan:
+        pids = server_pids()  # the workers and their database sessions, all started by the warm-up
+        cpu_before = _env.cpu_seconds(pids)
+        run = load(port, data.key, label, paths[label], max_requests=per_run, max_seconds=seconds)
+        run.cpu = _env.cpu_seconds(pids) - cpu_before
+        timeline.append(run)
+    return timeline
 
 
 def report(timeline: list[Run], queries: dict[str, int]) -> None:
@@ -528,6 +447,13 @@ def report(timeline: list[Run], queries: dict[str, int]) -> None:
             if run.label == label
         ]
         print(f"  {label} / bare DRF, run by run: {', '.join(f'{ratio:.2f}' for ratio in ratios)}")
+    # Wall-clock req/s on a shared machine move with whatever else runs on it; the server's own CPU time per
+    # request (gunicorn workers + PostgreSQL backends; the load generator and gunicorn's master left out) does not.
+    per_request = {label: run.cpu / run.ok * 1000 if run.ok else 0.0 for label, run in totals.items()}
+    print(
+        "  server CPU per request (gunicorn workers + database backends): "
+        + ", ".join(f"{label} {ms:.2f} ms" for label, ms in per_request.items())
+    )
 
     clean = all(run.errors == 0 for run in totals.values())  # an endpoint that errs has no valid req/s
     base = round(totals[BARE].rps, 1)
@@ -537,16 +463,30 @@ def report(timeline: list[Run], queries: dict[str, int]) -> None:
     ):
         value = round(totals[label].rps, 1)
         ratio = round(value / base, 2) if base else 0.0
-        result(
+        _env.result(
             name=name,
             value=value,
             baseline=base,
             unit="req/s",
             target=f">= {target:.2f}{note}",
             ok=ratio >= target and clean,
+            digits=2,
+        )
+    if per_request[BARE] and per_request[DETAIL]:
+        # Requests per server CPU-second, detail against bare: the same ratio as req/s with the machine's other
+        # work taken out (a server with the CPU to itself serves 1 / CPU-per-request).
+        detail_per_cpu, bare_per_cpu = 1000 / per_request[DETAIL], 1000 / per_request[BARE]
+        _env.result(
+            name="session detail / bare DRF, requests per server CPU-s",
+            value=detail_per_cpu,
+            baseline=bare_per_cpu,
+            unit="req/CPU-s",
+            target=f">= {DETAIL_TARGET:.2f} (informative)",
+            ok=detail_per_cpu >= DETAIL_TARGET * bare_per_cpu and clean,
+            digits=2,
         )
     q10, q200 = queries["list page_size=10"], queries["list page_size=200"]
-    result(
+    _env.result(
         name="list queries at page_size 200 vs 10",
         value=q200,
         baseline=q10,
@@ -555,7 +495,7 @@ def report(timeline: list[Run], queries: dict[str, int]) -> None:
         ok=q200 == q10,
     )
     rich, lean = queries["detail, 10 events/2 notes/6 segments"], queries["detail, 1 event/1 note/1 segment"]
-    result(
+    _env.result(
         name="detail queries, 10 events vs 1 event",
         value=rich,
         baseline=lean,
@@ -567,38 +507,29 @@ def report(timeline: list[Run], queries: dict[str, int]) -> None:
 
 def main() -> int:
     began = time.monotonic()
-    signal.signal(signal.SIGALRM, _on_alarm)
-    signal.alarm(HARD_LIMIT_SECONDS)
-    pg = postgres_url()
+    _env.hard_limit(HARD_LIMIT_SECONDS)
     server = None
-    with tempfile.TemporaryDirectory(prefix="callbook-bench-") as tmp:
-        env = bench_env(Path(tmp), pg)
-        # STATIC_ROOT: whitenoise warns about a missing folder; the API serves no static file anyway.
-        (Path(tmp) / "staticfiles").mkdir()
-        log = Path(tmp) / "gunicorn.log"
+    with _env.bench_environment(database=BENCH_DATABASE) as bench:
+        log = bench.var_dir / "gunicorn.log"
         try:
-            if pg is not None:
-                pg_recreate(pg)
             # Django in this process reads the same settings as the server it starts.
-            os.environ.clear()
-            os.environ.update(env)
             data, queries = prepare()
             port = _server.free_port()
-            server = _server.start_gunicorn(env=env, port=port, log=log, workers=2, threads=1)
+            server = _server.start_gunicorn(env=bench.env, port=port, log=log, workers=2, threads=1)
             _server.wait_healthy(server, port, log=log)
-            timeline = measure(port, data)
+            pgid, database = server.pid, bench.postgres
+
+            def server_pids() -> list[int]:
+                return _env.group_pids(pgid) + (_env.pg_backend_pids(database) if database else [])
+
+            timeline = measure(port, data, server_pids)
         finally:
             if server is not None:
                 _server.kill_group(server)
-            if pg is not None:
-                from django.db import connections
-
-                connections.close_all()
-                pg_drop(pg)
         if "Traceback" in _server.tail(log, 1_000_000):
             print(f"gunicorn logged errors:\n{_server.tail(log)}")
     report(timeline, queries)
-    print(f"done in {time.monotonic() - began:.1f} s")
+    print(f"done in {time.monotonic() - began:.1f} s; {_env.load_note()}")
     return 0
 
 

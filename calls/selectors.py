@@ -13,6 +13,8 @@ who sees what:
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import re
 import uuid
 import weakref
@@ -20,15 +22,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 from django.conf import settings
+from django.contrib.postgres.expressions import ArraySubquery
 from django.contrib.postgres.search import SearchQuery
-from django.db import connection, connections
+from django.core.exceptions import EmptyResultSet
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Field, Model, Prefetch, Q, QuerySet
+from django.db.models import F, Field, Func, JSONField, Model, OuterRef, Prefetch, Q, QuerySet
 
-from calls.models import CallEvent, CallSession, Note, Source, TranscriptSegment
+from calls.models import CallEvent, CallSession, Note, Source, Transcript, TranscriptSegment
 from crm.models import Team, User
 
 _SESSION_ID_RE = re.compile(r"\A[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z")
@@ -59,17 +63,60 @@ def integration_of(user: User) -> Source | None:
     return source if source.is_active else None
 
 
-def visible_sessions_q(*, user: User) -> Q | None:
-    """The filter of sessions ``user`` may see; ``None`` means all of them."""
+def _concrete(model: type[Model], name: str) -> Field[Any, Any]:
+    field = model._meta.get_field(name)
+    if not isinstance(field, Field):
+        raise TypeError(f"{model.__name__}.{name} is not a concrete field")
+    return field
+
+
+_SOURCE_FIELD = _concrete(CallSession, "source")
+_USER_PK = _concrete(User, "id")
+_SESSION_PK = _concrete(CallSession, "id")
+_TRANSCRIPT_PK = _concrete(Transcript, "id")
+
+
+# The access rule as a kind and the values it compares with. The row selectors below compile one query per kind
+# and run it with each user's values; ``_rule_q`` is the one place that turns a rule into a filter.
+_Rule = tuple[str, tuple[Any, ...]]
+
+
+def _access_rule(*, user: User) -> _Rule:
     if user.is_admin:
-        return None
+        return "all", ()
     if user.is_integration:
         source = integration_of(user)
-        return Q(source=source.name) if source is not None else Q(pk__in=[])
+        return ("source", (source.name,)) if source is not None else ("nothing", ())
     if user.is_manager:
-        managed = Team.objects.filter(manager=user).values("id")
-        return Q(team_id__in=managed) | Q(owner=user) | Q(owner__isnull=True, team__isnull=True)
-    return Q(owner=user)
+        # The id twice: once for the teams the user manages, once for the user's own sessions.
+        return "manager", (user.pk, user.pk)
+    return "owner", (user.pk,)
+
+
+def _rule_q(kind: str, values: tuple[Any, ...]) -> Q | None:
+    if kind == "all":
+        return None
+    if kind == "source":
+        return Q(source=values[0])
+    if kind == "manager":
+        managed = Team.objects.filter(manager_id=values[0]).values("id")
+        return Q(team_id__in=managed) | Q(owner_id=values[1]) | Q(owner__isnull=True, team__isnull=True)
+    if kind == "owner":
+        return Q(owner_id=values[0])
+    return Q(pk__in=[])  # "nothing": an inactive integration, or one without its Source
+
+
+def _rule_fields(kind: str) -> tuple[Field[Any, Any], ...]:
+    """The fields that prepare a rule's values for the database, in the order of the values."""
+    if kind == "source":
+        return (_SOURCE_FIELD,)
+    user_pk = _USER_PK
+    return {"manager": (user_pk, user_pk), "owner": (user_pk,)}.get(kind, ())
+
+
+def visible_sessions_q(*, user: User) -> Q | None:
+    """The filter of sessions ``user`` may see; ``None`` means all of them."""
+    return _rule_q(*_access_rule(user=user))
 
 
 # Any queryset of sessions: of instances, or of rows (``.values()``).
@@ -257,112 +304,168 @@ SEGMENT_COLUMNS: tuple[str, ...] = ("position", "speaker", "start_ms", "end_ms",
 Row = dict[str, Any]
 
 
-# The row querysets below are built once per process and only filtered per request. Turning some forty column
-# names into joins and a SELECT list costs more than running the query (~0.3 ms for the detail's session row
-# alone); ``.filter()`` on a built queryset clones it and adds the WHERE, and the template itself is never
-# evaluated, so sharing it between requests and threads is safe.
-
-
-@cache
-def _session_detail_values() -> QuerySet[CallSession, Row]:
-    rows: QuerySet[CallSession, Row] = CallSession.objects.values(
-        *SESSION_COLUMNS, *RECORDING_COLUMNS, *TRANSCRIPT_COLUMNS
-    )
-    return rows
-
-
 @cache
 def _session_list_values() -> QuerySet[CallSession, Row]:
     rows: QuerySet[CallSession, Row] = CallSession.objects.values(*SESSION_COLUMNS)
     return rows
 
 
-@cache
-def _event_values() -> QuerySet[CallEvent, Row]:
-    rows: QuerySet[CallEvent, Row] = CallEvent.objects.order_by("occurred_at", "id").values(*EVENT_COLUMNS)
-    return rows
+# --- Compiled once, run many times ---------------------------------------------------------------------------
+#
+# Building a queryset and compiling it to SQL costs more than running it: ~0.3 ms for the detail's session row
+# alone, on every request, for the same SQL with other values. ``_CompiledValues`` lets the ORM build and compile a
+# ``.values()`` query once per database connection and *shape* (which lookup, which kind of access rule), with
+# stand-in values, and afterwards runs that SQL with each request's values prepared by the same fields, through the
+# connection's own cursor (so assertNumQueries, CaptureQueriesContext and execute wrappers see it), converting the
+# columns with the converters the ORM's compiler chose.
+#
+# On PostgreSQL the statement is also prepared, once per database session, and then only EXECUTEd: planning the
+# detail's query (five joined tables and three subqueries) costs about three times the CPU of running it. Django
+# keeps psycopg's own prepared statements off (they need server-side binding and break transaction poolers), so
+# this uses SQL's PREPARE/EXECUTE through the ordinary cursor, and not at all when the database is declared to sit
+# behind a transaction pooler (``DISABLE_SERVER_SIDE_CURSORS``, which Django documents for PgBouncer), where a
+# session's prepared statements would not follow the client.
 
 
-@cache
-def _note_values() -> QuerySet[Note, Row]:
-    rows: QuerySet[Note, Row] = Note.objects.order_by("created_at", "id").values(*NOTE_COLUMNS)
-    return rows
+@dataclass(frozen=True, slots=True)
+class _Slot:
+    """Where a run-time value goes in a compiled query's parameters."""
+
+    index: int
 
 
-@cache
-def _segment_values() -> QuerySet[TranscriptSegment, Row]:
-    rows: QuerySet[TranscriptSegment, Row] = TranscriptSegment.objects.order_by("position").values(*SEGMENT_COLUMNS)
-    return rows
-
-
-_M = TypeVar("_M", bound=Model)
 # A column's converters as Django's compiler lists them: (position, converter functions, the column expression).
 _Converters = list[tuple[int, list[Callable[[Any, Any, BaseDatabaseWrapper], Any]], Any]]
 
 
 @dataclass(frozen=True, slots=True)
-class _CompiledRows:
+class _Plan:
     sql: str
-    key_field: Field[Any, Any]  # prepares the one parameter
-    names: list[str]
+    params: tuple[Any, ...]  # the compiled parameters, with a _Slot for each run-time value
+    fields: tuple[Field[Any, Any], ...]  # prepare the run-time values, by slot
+    names: tuple[str, ...]
     converters: _Converters
+    prepared: _Prepared | None  # PostgreSQL: the statement as PREPARE/EXECUTE
 
 
-class _RowsByKey(Generic[_M]):
-    """``list(template().filter(<key>=value))``, with the SQL compiled once per database connection.
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    name: str
+    prepare: str  # PREPARE <name> AS <the query with $1, $2, ...>
+    execute: str  # EXECUTE <name>(%s, %s, ...)
 
-    For the detail's events, notes and segments: queries whose one parameter is the id of a session (or
-    transcript) that has already passed the access rule. Building and compiling them through the ORM costs two to
-    three times as much as running them (SQLite: ~250 µs against ~80 µs for the events), on every request, for
-    the same SQL. So the ORM compiles the query once, with a placeholder key, and later calls run that SQL with
-    the key converted as the ORM converts it, through the connection's own cursor (so assertNumQueries,
-    CaptureQueriesContext and execute wrappers see it), and convert the columns with the converters the ORM's
-    compiler chose. If the compiled query does not have exactly the placeholder as its one parameter, it is not
-    cached and every call goes through the ORM.
+
+# Which statements each PostgreSQL session (psycopg connection) has prepared: a new connection starts empty.
+_prepared_in: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
+_PLACEHOLDER_RE = re.compile(r"%([s%])")
+
+
+def _as_prepared(conn: BaseDatabaseWrapper, sql: str, params: list[Any]) -> _Prepared | None:
+    """PREPARE/EXECUTE for ``sql`` when every parameter is a run-time value, whose type PostgreSQL infers from the
+    column it is compared with (a constant could be anywhere, e.g. a SELECT list, where it cannot)."""
+    if conn.vendor != "postgresql" or conn.settings_dict.get("DISABLE_SERVER_SIDE_CURSORS"):
+        return None
+    if not all(isinstance(param, _Slot) for param in params):
+        return None
+    numbers = itertools.count(1)
+    # The cursor formats %s (and %%) only when given parameters; PREPARE goes without, so they are written out.
+    numbered = _PLACEHOLDER_RE.sub(lambda m: f"${next(numbers)}" if m.group(1) == "s" else "%", sql)
+    name = "callbook_" + hashlib.sha256(sql.encode()).hexdigest()[:24]
+    arguments = f"({', '.join(['%s'] * len(params))})" if params else ""
+    return _Prepared(name=name, prepare=f"PREPARE {name} AS {numbered}", execute=f"EXECUTE {name}{arguments}")
+
+
+_Shape = tuple[str, ...]
+_Build = Callable[[_Shape, tuple[Any, ...]], "QuerySet[Any, Row]"]
+
+
+def _stand_in(field: Field[Any, Any], index: int) -> object | None:
+    """A value no real query would hold, of the type ``field`` stores; None for a type this does not handle."""
+    kind = field.get_internal_type()
+    if kind == "UUIDField":
+        return uuid.UUID(int=0xC0DE_0000_0000_0000_0000_0000_0000_0000 + index)
+    if kind in {"AutoField", "BigAutoField", "IntegerField", "BigIntegerField", "PositiveIntegerField"}:
+        return 2_000_000_000 + index  # in range for every integer column: out of range, a lookup matches nothing
+    if kind in {"CharField", "TextField"}:
+        return f"\x00stand-in-{index}\x00"
+    return None
+
+
+class _CompiledValues:
+    """``list(build(shape, values))``, with the SQL compiled once per connection and shape.
+
+    ``build`` must return the same query for the same shape whatever the values, and use each value only as a
+    parameter compared with (or assigned to) the column of the field given for it. That is checked when the plan
+    is made: each stand-in must come out of the compiler as a parameter, as the field prepares it; when one does
+    not (or the query has a type of value this does not handle), that shape is never cached and goes through the
+    ORM every time.
     """
 
-    def __init__(self, template: Callable[[], QuerySet[_M, Row]], key: str, placeholder: object) -> None:
-        self._template = template
-        self._key = key
-        self._placeholder = placeholder
-        # Per connection object (one per thread and alias): converters belong to their connection's backend.
-        self._compiled: weakref.WeakKeyDictionary[BaseDatabaseWrapper, _CompiledRows | None] = (
+    def __init__(self, build: _Build) -> None:
+        self._build = build
+        # Per connection object (one per thread and alias): SQL and converters belong to their connection's backend.
+        self._plans: weakref.WeakKeyDictionary[BaseDatabaseWrapper, dict[_Shape, _Plan | None]] = (
             weakref.WeakKeyDictionary()
         )
 
-    def _orm(self, value: object) -> list[Row]:
-        return list(self._template().filter(**{self._key: value}))
-
-    def _compile(self, conn: BaseDatabaseWrapper) -> _CompiledRows | None:
-        queryset = self._template().filter(**{self._key: self._placeholder})
-        query = queryset.query
-        if query.extra_select or query.annotation_select:
+    def _plan(self, conn: BaseDatabaseWrapper, shape: _Shape, fields: tuple[Field[Any, Any], ...]) -> _Plan | None:
+        stand_ins = tuple(_stand_in(field, i) for i, field in enumerate(fields))
+        if any(value is None for value in stand_ins):
             return None
+        query = self._build(shape, stand_ins).query
         compiler = query.get_compiler(connection=conn)
-        sql, params = compiler.as_sql()
-        field = queryset.model._meta.get_field(self._key)
-        if not isinstance(field, Field) or list(params) != [field.get_db_prep_value(self._placeholder, conn)]:
+        try:
+            sql, compiled = compiler.as_sql()
+        except EmptyResultSet:  # matches nothing (``pk__in=[]``): the ORM answers that without a query
+            return None
+        prepared = [field.get_db_prep_value(value, conn) for field, value in zip(fields, stand_ins, strict=True)]
+        params: list[Any] = []
+        for param in compiled:
+            slots = [i for i, value in enumerate(prepared) if type(value) is type(param) and value == param]
+            params.append(_Slot(slots[0]) if len(slots) == 1 else param)
+        if {p.index for p in params if isinstance(p, _Slot)} != set(range(len(fields))):
             return None
         columns = [column for column, _, _ in compiler.select[: compiler.col_count]]
         converters = [(pos, convs, expr) for pos, (convs, expr) in compiler.get_converters(columns).items()]
-        return _CompiledRows(sql=sql, key_field=field, names=list(query.values_select), converters=converters)
+        names = (*query.values_select, *query.annotation_select)
+        if len(names) != len(columns):
+            return None
+        return _Plan(
+            sql=sql,
+            params=tuple(params),
+            fields=fields,
+            names=names,
+            converters=converters,
+            prepared=_as_prepared(conn, sql, params),
+        )
 
-    def __call__(self, value: object) -> list[Row]:
-        conn = connections[self._template().db]
+    def __call__(self, shape: _Shape, values: tuple[Any, ...], fields: tuple[Field[Any, Any], ...]) -> list[Row]:
+        conn = connections[DEFAULT_DB_ALIAS]
+        plans = self._plans.setdefault(conn, {})
         try:
-            compiled = self._compiled[conn]
+            plan = plans[shape]
         except KeyError:
-            compiled = self._compiled[conn] = self._compile(conn)
-        if compiled is None:
-            return self._orm(value)
-        with conn.cursor() as cursor:
-            cursor.execute(compiled.sql, [compiled.key_field.get_db_prep_value(value, conn)])
+            plan = plans[shape] = self._plan(conn, shape, fields)
+        if plan is None:
+            return list(self._build(shape, values))
+        prepared = [field.get_db_prep_value(value, conn) for field, value in zip(plan.fields, values, strict=True)]
+        params = [prepared[p.index] if isinstance(p, _Slot) else p for p in plan.params]
+        with conn.cursor() as cursor:  # connects (or reconnects, after a failed health check) first
+            if plan.prepared is None:
+                cursor.execute(plan.sql, params)
+            else:
+                done = _prepared_in.setdefault(conn.connection, set())
+                if plan.prepared.name not in done:
+                    # Not transactional: a rollback keeps it, and it lasts as long as the session.
+                    cursor.execute(plan.prepared.prepare)
+                    done.add(plan.prepared.name)
+                cursor.execute(plan.prepared.execute, params)
             rows = cursor.fetchall()
-        names = compiled.names
+        names = plan.names
         result = []
         for raw in rows:
             row = list(raw)
-            for pos, convs, expression in compiled.converters:
+            for pos, convs, expression in plan.converters:
                 converted = row[pos]
                 for convert in convs:
                     converted = convert(converted, expression, conn)
@@ -371,9 +474,82 @@ class _RowsByKey(Generic[_M]):
         return result
 
 
-_events_of_session = _RowsByKey(_event_values, "session_id", uuid.UUID(int=0))
-_notes_of_session = _RowsByKey(_note_values, "session_id", uuid.UUID(int=0))
-_segments_of_transcript = _RowsByKey(_segment_values, "transcript_id", 0)
+# --- Detail rows -----------------------------------------------------------------------------------------------
+
+
+def _json_rows(queryset: QuerySet[Any, Any], columns: tuple[str, ...]) -> Func:
+    """PostgreSQL: ``queryset``'s rows as one JSON array of arrays (``columns``, in order), in its order.
+
+    ``to_jsonb(ARRAY(SELECT json_build_array(...) ... ORDER BY ...))``: ARRAY keeps the subquery's order, and
+    one jsonb value is one json.loads. Times come back as ISO 8601 text (see ``_from_json``).
+    """
+    row = Func(*(F(column) for column in columns), function="JSON_BUILD_ARRAY", output_field=JSONField())
+    return Func(ArraySubquery(queryset.values(row=row)), function="TO_JSONB", output_field=JSONField())
+
+
+def _session_detail_build(shape: _Shape, values: tuple[Any, ...]) -> QuerySet[CallSession, Row]:
+    """The detail's session row for ``shape`` = (lookup, rule kind): the lookup's values, then the rule's.
+
+    On PostgreSQL the events, notes and transcript segments come in the same row, as JSON: one round trip for the
+    whole detail. Elsewhere (SQLite, in-process: a query costs no round trip) they are separate queries.
+    """
+    lookup, kind = shape
+    names = ("pk",) if lookup == "pk" else ("source", "external_id")
+    rows = CallSession.objects.filter(archived_at__isnull=True, **dict(zip(names, values[: len(names)], strict=True)))
+    condition = _rule_q(kind, values[len(names) :])
+    if condition is not None:
+        rows = rows.filter(condition)
+    if connections[rows.db].vendor == "postgresql":
+        rows = rows.annotate(
+            events_json=_json_rows(
+                CallEvent.objects.filter(session_id=OuterRef("id")).order_by("occurred_at", "id"), EVENT_COLUMNS
+            ),
+            notes_json=_json_rows(
+                Note.objects.filter(session_id=OuterRef("id")).order_by("created_at", "id"), NOTE_COLUMNS
+            ),
+            segments_json=_json_rows(
+                # By the transcript the session row joins already: no join in the subquery.
+                TranscriptSegment.objects.filter(transcript_id=OuterRef("transcript__id")).order_by("position"),
+                SEGMENT_COLUMNS,
+            ),
+        )
+        extra: tuple[str, ...] = ("events_json", "notes_json", "segments_json")
+    else:
+        extra = ()
+    # Two rows at most: enough to tell "one" from "more than one", as get() does; and, as get() does, unordered.
+    values_rows: QuerySet[CallSession, Row] = rows.order_by().values(
+        *SESSION_COLUMNS, *RECORDING_COLUMNS, *TRANSCRIPT_COLUMNS, *extra
+    )[:2]
+    return values_rows
+
+
+def _list_build(model: type[Model], key: str, order: tuple[str, ...], columns: tuple[str, ...]) -> _Build:
+    def build(shape: _Shape, values: tuple[Any, ...]) -> QuerySet[Any, Row]:
+        rows: QuerySet[Any, Row] = model._default_manager.filter(**{key: values[0]}).order_by(*order).values(*columns)
+        return rows
+
+    return build
+
+
+_session_detail = _CompiledValues(_session_detail_build)
+_events_of_session = _CompiledValues(_list_build(CallEvent, "session_id", ("occurred_at", "id"), EVENT_COLUMNS))
+_notes_of_session = _CompiledValues(_list_build(Note, "session_id", ("created_at", "id"), NOTE_COLUMNS))
+_segments_of_transcript = _CompiledValues(
+    _list_build(TranscriptSegment, "transcript_id", ("position",), SEGMENT_COLUMNS)
+)
+_EXTERNAL_FIELDS = (_SOURCE_FIELD, _concrete(CallSession, "external_id"))
+_EVENT_TIMES = ("occurred_at", "received_at")
+_NOTE_TIMES = ("created_at", "updated_at")
+
+
+def _from_json(rows: list[list[Any]], columns: tuple[str, ...], times: tuple[str, ...] = ()) -> list[Row]:
+    """JSON arrays (``_json_rows``) as the rows ``.values(*columns)`` returns: times parsed back to datetimes."""
+    result = [dict(zip(columns, row, strict=True)) for row in rows]
+    for row in result:
+        for name in times:
+            if row[name] is not None:
+                row[name] = datetime.fromisoformat(row[name])
+    return result
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,19 +563,36 @@ class SessionDetailRows:
     segments: list[Row]
 
 
-def _detail_rows(*, user: User, **lookup: Any) -> SessionDetailRows:
-    """The one session ``user`` may see matching ``lookup``, with its events, notes and transcript segments.
+def _detail_rows(*, user: User, lookup: str, values: tuple[Any, ...]) -> SessionDetailRows:
+    """The one session ``user`` may see matching ``lookup`` ("pk": its id; "external": source and external id),
+    with its events, notes and transcript segments.
 
-    A fixed number of queries whatever the session holds: the session with its joins, events, notes, and the
-    segments when there is a transcript. The three lists are read by session (or transcript) id only once the
-    session query has passed the access rule. Raises CallSession.DoesNotExist.
+    A fixed number of queries whatever the session holds: one on PostgreSQL; elsewhere the session with its joins,
+    events, notes, and the segments when there is a transcript, the three lists read by session (or transcript)
+    id only once the session query has passed the access rule. Raises CallSession.DoesNotExist.
     """
-    session = _visible(_session_detail_values(), user=user).get(**lookup)
+    kind, rule_values = _access_rule(user=user)
+    fields = ((_SESSION_PK,) if lookup == "pk" else _EXTERNAL_FIELDS) + _rule_fields(kind)
+    found = _session_detail((lookup, kind), values + rule_values, fields)
+    if not found:
+        raise CallSession.DoesNotExist
+    if len(found) > 1:  # source + external_id is unique when both are set, as they are here
+        raise CallSession.MultipleObjectsReturned
+    session = found[0]
+    if "events_json" in session:
+        return SessionDetailRows(
+            session=session,
+            events=_from_json(session.pop("events_json"), EVENT_COLUMNS, _EVENT_TIMES),
+            notes=_from_json(session.pop("notes_json"), NOTE_COLUMNS, _NOTE_TIMES),
+            segments=_from_json(session.pop("segments_json"), SEGMENT_COLUMNS),
+        )
     session_id = session["id"]
-    events = _events_of_session(session_id)
-    notes = _notes_of_session(session_id)
+    events = _events_of_session(("session",), (session_id,), (_SESSION_PK,))
+    notes = _notes_of_session(("session",), (session_id,), (_SESSION_PK,))
     transcript_id = session["transcript__id"]
-    segments = [] if transcript_id is None else _segments_of_transcript(transcript_id)
+    segments = (
+        [] if transcript_id is None else _segments_of_transcript(("transcript",), (transcript_id,), (_TRANSCRIPT_PK,))
+    )
     return SessionDetailRows(session=session, events=events, notes=notes, segments=segments)
 
 
@@ -412,7 +605,7 @@ def call_session_detail_for_user(*, user: User, session_id: str) -> SessionDetai
     if parsed is None:
         raise SessionNotFound(session_id)
     try:
-        return _detail_rows(user=user, pk=parsed)
+        return _detail_rows(user=user, lookup="pk", values=(parsed,))
     except CallSession.DoesNotExist:
         raise SessionNotFound(session_id) from None
 
@@ -422,7 +615,7 @@ def call_session_detail_by_external_id(*, user: User, source: str, external_id: 
     if not source or not external_id:
         raise SessionNotFound(f"{source}/{external_id}")
     try:
-        return _detail_rows(user=user, source=source, external_id=external_id)
+        return _detail_rows(user=user, lookup="external", values=(source, external_id))
     except CallSession.DoesNotExist:
         raise SessionNotFound(f"{source}/{external_id}") from None
 
