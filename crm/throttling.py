@@ -19,17 +19,20 @@ mode's per-process memory counts per process.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.signals import user_logged_in, user_login_failed
-from django.core.cache import cache
+from django.core.cache import BaseCache, cache
+from django.core.cache.backends.locmem import LocMemCache
 from django.core.exceptions import PermissionDenied
 from django.dispatch import receiver
 from django.http import HttpRequest
@@ -37,6 +40,21 @@ from django.http import HttpRequest
 from crm.models import User
 
 KEY_PREFIX = "callbook:auth-failures"
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Counts kept by this process, used only while the shared cache (Redis) is unreachable: throttling then counts per
+# process, as the embedded mode always does, instead of failing every sign-in and every API call with a 500.
+_counts_here = LocMemCache("callbook-auth-failures", {"OPTIONS": {"MAX_ENTRIES": 100_000}})
+
+
+def _counted(operation: Callable[[BaseCache], T]) -> T:
+    try:
+        return operation(cache)
+    except Exception as exc:  # the cache backend's own connection errors (redis-py's), with no common base class
+        logger.warning("sign-in throttling counts on this process only: the shared cache is unreachable (%s)", exc)
+        return operation(_counts_here)
 
 
 @dataclass(frozen=True)
@@ -103,7 +121,8 @@ def _counters(*, request: Any, username: str | None) -> list[tuple[str, int]]:
 def _lockout(counters: list[tuple[str, int]]) -> Lockout | None:
     if not counters:
         return None
-    counts = cache.get_many([key for key, _ in counters] + [f"{key}:until" for key, _ in counters])
+    keys = [key for key, _ in counters] + [f"{key}:until" for key, _ in counters]
+    counts = _counted(lambda store: store.get_many(keys))
     for key, limit in counters:
         if int(counts.get(key, 0)) >= limit:
             until = counts.get(f"{key}:until")
@@ -113,18 +132,22 @@ def _lockout(counters: list[tuple[str, int]]) -> Lockout | None:
 
 
 def _record(counters: list[tuple[str, int]]) -> None:
+    _counted(lambda store: _record_in(store, counters))
+
+
+def _record_in(store: BaseCache, counters: list[tuple[str, int]]) -> None:
     window = settings.LOGIN_THROTTLE_WINDOW_SECONDS
     for key, _ in counters:
         # add() opens the window at the first failure; incr() keeps the key's expiry (Redis INCR keeps the TTL), so
         # the window is fixed and a lockout ends when it does. add() again covers a key that expired in between.
-        if cache.add(key, 1, timeout=window):
-            cache.set(f"{key}:until", time.time() + window, timeout=window)
+        if store.add(key, 1, timeout=window):
+            store.set(f"{key}:until", time.time() + window, timeout=window)
             continue
         try:
-            cache.incr(key)
+            store.incr(key)
         except ValueError:
-            cache.add(key, 1, timeout=window)
-            cache.set(f"{key}:until", time.time() + window, timeout=window)
+            store.add(key, 1, timeout=window)
+            store.set(f"{key}:until", time.time() + window, timeout=window)
 
 
 def login_throttle_check(*, request: Any, username: str | None) -> Lockout | None:
@@ -138,7 +161,7 @@ def login_failure_record(*, request: Any, username: str | None) -> None:
 
 def login_failures_reset(*, username: str) -> None:
     key = _username_key(username)
-    cache.delete_many([key, f"{key}:until"])
+    _counted(lambda store: store.delete_many([key, f"{key}:until"]))
 
 
 def _api_counters(request: Any) -> list[tuple[str, int]]:
