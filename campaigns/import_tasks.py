@@ -5,8 +5,10 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from celery import shared_task
+from django.conf import settings
 from django.db import OperationalError
 
 from campaigns import imports
@@ -40,3 +42,11 @@ def contact_import_run(import_id: int) -> str:
             "to continue where it stopped, or contact your administrator if it fails again.",
         )
         raise
+
+
+@shared_task(acks_late=True)
+def resume_stalled_imports() -> list[int]:
+    """Beat: queue again the imports whose task was lost (a worker killed, a broker that was down)."""
+    return imports.contact_imports_resume_stalled(
+        stalled_after=timedelta(seconds=settings.CONTACT_IMPORT_STALL_SECONDS)
+    )

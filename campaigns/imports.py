@@ -38,6 +38,8 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import partial
 from itertools import islice
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -47,7 +49,7 @@ from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
-from django.db.models import F, Min
+from django.db.models import F, Min, Q
 from django.db.models.functions import Coalesce, Now
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
@@ -488,7 +490,10 @@ def contact_import_start(
     if status in RESTARTABLE:
         with transaction.atomic():
             resumed = ContactImport.objects.filter(pk=contact_import.pk, status__in=RESTARTABLE).update(
-                status=Status.QUEUED if status == Status.FAILED else F("status"), error="", finished_at=None
+                status=Status.QUEUED if status == Status.FAILED else F("status"),
+                error="",
+                finished_at=None,
+                heartbeat_at=Now(),
             )
             if resumed:
                 transaction.on_commit(lambda: contact_import_enqueue(import_id=contact_import.pk))
@@ -504,7 +509,9 @@ def contact_import_start(
         update_existing=update_existing,
     )
     with transaction.atomic():
-        queued = ContactImport.objects.filter(pk=contact_import.pk, status=Status.PREVIEW).update(status=Status.QUEUED)
+        queued = ContactImport.objects.filter(pk=contact_import.pk, status=Status.PREVIEW).update(
+            status=Status.QUEUED, heartbeat_at=Now()
+        )
         if not queued:
             raise ImportStateError("This import was confirmed or canceled meanwhile.")
         transaction.on_commit(lambda: contact_import_enqueue(import_id=contact_import.pk))
@@ -538,6 +545,29 @@ def contact_import_enqueue(*, import_id: int) -> bool:
     return True
 
 
+def contact_imports_resume_stalled(*, stalled_after: timedelta, now: datetime | None = None) -> list[int]:
+    """Queue again the queued or running imports that showed no sign of life for ``stalled_after``: their task
+    was lost with a worker, or never reached a broker that was down. Safe, as an import continues from its cursor
+    and never repeats a row. Each import is claimed by moving its heartbeat, so two beats never queue it twice.
+    Returns the ids queued."""
+    now = now or timezone.now()
+    cutoff = now - stalled_after
+    live = (Status.QUEUED, Status.RUNNING)
+    stalled = ContactImport.objects.filter(status__in=live).filter(
+        Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, created_at__lt=cutoff)
+    )
+    resumed: list[int] = []
+    for import_id, heartbeat in stalled.order_by("pk").values_list("pk", "heartbeat_at")[:500]:
+        claimed = ContactImport.objects.filter(pk=import_id, status__in=live, heartbeat_at=heartbeat).update(
+            heartbeat_at=now
+        )
+        if claimed:
+            logger.warning("contact import %s showed no progress since %s: queued again", import_id, heartbeat)
+            resumed.append(import_id)
+            transaction.on_commit(partial(contact_import_enqueue, import_id=import_id))
+    return resumed
+
+
 # --- The background import -----------------------------------------------------------------------------------
 
 
@@ -556,7 +586,7 @@ def contact_import_process(*, import_id: int, time_budget: float = TIME_BUDGET_S
     """Import the rows of a confirmed import from its cursor on; safe to run twice (see the module's docstring).
     Returns what it did, for the task's result and the logs."""
     claimed = ContactImport.objects.filter(pk=import_id, status__in=(Status.QUEUED, Status.RUNNING)).update(
-        status=Status.RUNNING, started_at=Coalesce(F("started_at"), Now())
+        status=Status.RUNNING, started_at=Coalesce(F("started_at"), Now()), heartbeat_at=Now()
     )
     if not claimed:
         return "not runnable"
@@ -655,6 +685,7 @@ def _commit_batch(contact_import: ContactImport, reads: list[RowRead], *, cursor
             imported=F("imported") + counts[Outcome.IMPORTED],
             updated=F("updated") + counts[Outcome.UPDATED],
             skipped=F("skipped") + counts[Outcome.SKIPPED],
+            heartbeat_at=Now(),
         )
         transaction.on_commit(lambda: _count(counts))
     return ""

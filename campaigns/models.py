@@ -112,9 +112,18 @@ class ContactImport(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(
+        null=True, blank=True, help_text="Last sign of life: queued, claimed by a worker, or a batch committed."
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        indexes = [
+            # resume_stalled_imports: queued or running imports that stopped showing signs of life.
+            models.Index(
+                fields=["heartbeat_at"], condition=Q(status__in=["queued", "running"]), name="import_live_heartbeat_idx"
+            ),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(status__in=["preview", "queued", "running", "completed", "failed", "canceled"]),

@@ -347,6 +347,8 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": env.int("RETRY_FAILED_INGESTS_EVERY", default=900),
     },
     "apply-recording-retention": {"task": "calls.tasks.apply_recording_retention", "schedule": 24 * 3600},
+    # Contact imports whose task was lost with a worker or a broker outage continue from their cursor.
+    "resume-stalled-imports": {"task": "campaigns.import_tasks.resume_stalled_imports", "schedule": 120},
     # The campaign scheduler's safety net: ticks runs whose chain of ticks died with a worker or a lost message.
     "tick-active-runs": {
         "task": "campaigns.tasks.tick_active_runs",
@@ -447,6 +449,9 @@ RECORDING_MAX_DURATION_SECONDS = env.int("RECORDING_MAX_DURATION_SECONDS", defau
 # Contact CSV uploads larger than this are refused (413). 25 MiB holds some 250,000 typical contact rows; the
 # file is read whole into memory to be checked, so keep it well under what a web and a worker process may use.
 CONTACT_IMPORT_MAX_BYTES = env.int("CONTACT_IMPORT_MAX_BYTES", default=25 * 1024 * 1024)
+# An import task hands over to a fresh one every 2 minutes and marks each batch: 5 minutes without a sign of life
+# means its task was lost, and beat queues it again.
+CONTACT_IMPORT_STALL_SECONDS = env.int("CONTACT_IMPORT_STALL_SECONDS", default=300)
 # Speech-to-text for recordings that arrive without a transcript: "pocketsphinx" (offline, English, the
 # embedded default), "http" (an OpenAI-compatible /v1/audio/transcriptions server) or "none".
 TRANSCRIPTION_BACKEND = env.str("TRANSCRIPTION_BACKEND", default="pocketsphinx")

@@ -8,6 +8,7 @@ import codecs
 import csv
 import io
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 from django.conf import settings as django_settings
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from campaigns import imports
 from campaigns.access import NotAllowed
@@ -736,3 +738,53 @@ def test_it_imports_through_a_real_celery_worker(celery_worker, carol, sales_tea
         assert Contact.objects.filter(team=sales_team).count() == 2500
     finally:
         contact_import.file.storage.delete(str(contact_import.file.name))
+
+
+def test_it_queues_again_an_import_whose_task_was_lost_and_only_once(
+    carol, sales_team, monkeypatch, django_capture_on_commit_callbacks
+):
+    queued: list[int] = []
+
+    def enqueue(*, import_id: int) -> bool:
+        queued.append(import_id)
+        return True
+
+    monkeypatch.setattr(imports, "contact_import_enqueue", enqueue)
+    lost = upload(carol, sales_team, csv_bytes(numbered_rows(5)))
+    contact_import_start(actor=carol, contact_import=lost)  # its task never reaches a worker
+    fresh = upload(carol, sales_team, csv_bytes(numbered_rows(5, start=100)))
+    contact_import_start(actor=carol, contact_import=fresh)
+    waiting = upload(carol, sales_team, csv_bytes(numbered_rows(5, start=200)))  # still in preview: not started
+    queued.clear()
+    long_ago = timezone.now() - timedelta(minutes=10)
+    ContactImport.objects.filter(pk__in=[lost.pk, waiting.pk]).update(heartbeat_at=long_ago, created_at=long_ago)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert imports.contact_imports_resume_stalled(stalled_after=timedelta(minutes=5)) == [lost.pk]
+    assert queued == [lost.pk]
+    # Its heartbeat moved: the next beat leaves it alone while the queued task gets to it.
+    with django_capture_on_commit_callbacks(execute=True):
+        assert imports.contact_imports_resume_stalled(stalled_after=timedelta(minutes=5)) == []
+    assert queued == [lost.pk]
+
+    assert contact_import_process(import_id=lost.pk) == "completed"  # the task queued again
+    lost.refresh_from_db()
+    assert (lost.status, lost.imported) == ("completed", 5)
+    ContactImport.objects.filter(pk=lost.pk).update(heartbeat_at=long_ago)
+    assert imports.contact_imports_resume_stalled(stalled_after=timedelta(minutes=5)) == []  # finished: not live
+
+
+def test_it_marks_each_batch_as_a_sign_of_life(carol, sales_team, monkeypatch):
+    monkeypatch.setattr(imports, "BATCH_ROWS", 10)
+    contact_import = upload(carol, sales_team, csv_bytes(numbered_rows(25)))
+    contact_import_start(actor=carol, contact_import=contact_import)
+    long_ago = timezone.now() - timedelta(hours=1)
+    ContactImport.objects.filter(pk=contact_import.pk).update(heartbeat_at=long_ago)
+    monkeypatch.setattr(imports, "contact_import_enqueue", lambda *, import_id: True)
+
+    contact_import_process(import_id=contact_import.pk, time_budget=0)  # one batch, then hands over
+
+    contact_import.refresh_from_db()
+    assert contact_import.processed_rows == 10
+    assert contact_import.heartbeat_at is not None
+    assert contact_import.heartbeat_at > timezone.now() - timedelta(minutes=1)
