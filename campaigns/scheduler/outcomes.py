@@ -18,7 +18,7 @@ from campaigns.scheduler.state import (
     OUTCOME_LABELS,
     Tick,
 )
-from crm.metrics import DIALS
+from crm.metrics import DIALS, RUN_BREAKER_TRIPS
 
 
 def reconcile(tick: Tick) -> None:
@@ -128,6 +128,7 @@ def check_breaker(tick: Tick) -> None:
     if share < campaign.breaker_failure_rate:
         return
     tick.result.breaker_tripped = True
+    transaction.on_commit(RUN_BREAKER_TRIPS.inc)
     run_transition(
         run=run,
         to=Run.State.PAUSED,
