@@ -157,8 +157,13 @@ def get_call_session_for_user(*, user: User, session_id: str, details: bool = Fa
         raise SessionNotFound(session_id) from None
 
 
+def _storable(*texts: str) -> bool:
+    """No column holds an empty id or a NUL character, and PostgreSQL refuses a NUL even in a comparison (a 500)."""
+    return all(text and "\x00" not in text for text in texts)
+
+
 def get_call_session_by_external_id(*, user: User, source: str, external_id: str) -> CallSession:
-    if not source or not external_id:
+    if not _storable(source, external_id):
         raise SessionNotFound(f"{source}/{external_id}")
     try:
         return _with_details(visible_sessions(user=user)).get(source=source, external_id=external_id)
@@ -612,7 +617,7 @@ def call_session_detail_for_user(*, user: User, session_id: str) -> SessionDetai
 
 def call_session_detail_by_external_id(*, user: User, source: str, external_id: str) -> SessionDetailRows:
     """``get_call_session_by_external_id`` as rows."""
-    if not source or not external_id:
+    if not _storable(source, external_id):
         raise SessionNotFound(f"{source}/{external_id}")
     try:
         return _detail_rows(user=user, lookup="external", values=(source, external_id))
