@@ -157,18 +157,21 @@ def test_it_answers_odd_ids_with_404_and_reads_nothing_outside_sessions(
                     where = f"{method} {url[:150]!r} ({label}, {'encoded' if encode else 'raw'}) as {role}"
                     assert response.status_code < 500, f"{where}: {response.status_code}\n{body[:1500]}"
                     assert SENTINEL not in body, f"{where}: a file outside sessions/ was served"
-                    _assert_refused(route, where, response, body)
+                    _assert_refused(route, where, response, body, odd)
                     assert not spy.storage_calls, f"{where}: the storage was asked {spy.storage_calls}"
     outside = [path for path in spy.opened if path.is_relative_to(playground) and not path.is_relative_to(sessions)]
     assert not outside, f"files opened outside sessions/: {outside}"
     assert Path("/etc/passwd") not in spy.opened
 
 
-def _assert_refused(route: Route, where: str, response: Any, body: str) -> None:
+def _assert_refused(route: Route, where: str, response: Any, body: str, odd: str) -> None:
     status = response.status_code
     if route.is_admin_site:
-        # The admin's answer to an object it cannot find: back to its index with a message (or 404).
-        assert status in {302, 404}, f"{where}: {status}"
+        # The admin's answer to an object it cannot find: back to its index with a message (or 404). Django
+        # admin reads an integer id with int(), which takes any Unicode digits: fullwidth "12" is object 12, shown to
+        # the admin who may see it anyway.
+        allowed = {302, 404} | ({200} if odd.isdecimal() and not odd.isascii() else set())
+        assert status in allowed, f"{where}: {status}"
         return
     if status in {301, 302}:
         # A page route that only points the browser elsewhere (GET on a form's URL, a manager's form sent
