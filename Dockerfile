@@ -35,7 +35,7 @@ RUN apt-get update \
 # mounted there start with that ownership.
 RUN useradd --system --uid 10001 --user-group --create-home --home-dir /home/callbook \
         --shell /usr/sbin/nologin callbook \
-    && install -d -o callbook -g callbook -m 0750 /var/lib/callbook /var/lib/callbook/recordings
+    && install -d -o callbook -g callbook -m 0750 /var/lib/callbook /var/lib/callbook/recordings /var/lib/callbook/media
 
 COPY --from=deps /opt/venv /opt/venv
 COPY --chmod=0755 docker/entrypoint.sh /usr/local/bin/callbook-entrypoint

@@ -200,7 +200,9 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(VAR_DIR / "staticfiles")))
 STATICFILES_DIRS = [BASE_DIR / "static"]
-MEDIA_ROOT = VAR_DIR / "media"
+# Uploaded files other than recordings (contact CSV imports): the web process stores them and a worker reads
+# them, so in a multi-container deployment this must be a volume both mount.
+MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(VAR_DIR / "media")))
 
 # --- Recordings storage -----------------------------------------------------------------------------------
 
@@ -281,7 +283,7 @@ SPECTACULAR_SETTINGS = {
 CORS_ALLOWED_ORIGINS: list[str] = env.list("CORS_ALLOWED_ORIGINS", default=[])
 CORS_URLS_REGEX = r"^/api/.*$"
 # Browsers may only read these response headers cross-origin when they are listed.
-CORS_EXPOSE_HEADERS = ["Location", "X-Session-ID"]
+CORS_EXPOSE_HEADERS = ["Location", "X-Session-ID", "X-Request-ID"]
 
 # --- Celery -----------------------------------------------------------------------------------------------
 

@@ -12,7 +12,6 @@ if [ "${1:-}" = "gunicorn" ]; then
         --workers "${GUNICORN_WORKERS:-3}" \
         --threads "${GUNICORN_THREADS:-4}" \
         --forwarded-allow-ips "${FORWARDED_ALLOW_IPS:-127.0.0.1,::1}" \
-        --access-logfile - \
         --worker-tmp-dir /dev/shm \
         "$@"
 fi

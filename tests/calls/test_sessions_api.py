@@ -147,7 +147,7 @@ def test_it_exposes_the_session_headers_to_browsers(api_client_for, alice: User,
     assert response.status_code == 201
     assert response["Access-Control-Allow-Origin"] == "https://agent.example.com"
     exposed = {h.strip().lower() for h in response["Access-Control-Expose-Headers"].split(",")}
-    assert {"location", "x-session-id"} <= exposed
+    assert {"location", "x-session-id", "x-request-id"} <= exposed
 
 
 # --- Read ------------------------------------------------------------------------------------------------

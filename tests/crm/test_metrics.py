@@ -541,7 +541,6 @@ def test_it_sums_every_gunicorn_worker_and_forgets_an_earlier_run(tmp_path):
     command = [
         *(sys.executable, "-m", "gunicorn", "crm.wsgi:application", "--config", "python:crm.gunicorn_conf"),
         *("--bind", f"127.0.0.1:{port}", "--workers", "3", "--threads", "2"),
-        *("--access-logfile", "-"),  # as docker/entrypoint.sh passes it
     ]
     with log.open("w") as out:
         server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
