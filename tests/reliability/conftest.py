@@ -129,7 +129,8 @@ def fetch(
     headers: dict[str, str] | None = None,
     timeout: float = 30.0,
 ) -> Response:
-    """One request on a fresh connection to 127.0.0.1:``port``. Raises OSError when nothing answers."""
+    """One request on a fresh connection to 127.0.0.1:``port``. Raises OSError when no whole answer arrives
+    (refused, reset, or cut off mid-answer by a process killed while it answered)."""
     headers = {"Accept": "application/json" if path.startswith("/api/") else "text/html", **(headers or {})}
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
@@ -146,6 +147,8 @@ def fetch(
         conn.request(method, path, body=body, headers=headers)
         response = conn.getresponse()
         raw = response.read()
+    except http.client.HTTPException as exc:  # IncompleteRead, RemoteDisconnected (also an OSError), BadStatusLine
+        raise ConnectionError(f"{type(exc).__name__}: {exc}") from exc
     finally:
         conn.close()
     return Response(

@@ -101,11 +101,12 @@ def _client(port: int, key: str, number: int, acked: Acknowledged, stop: threadi
 
 
 def test_it_loses_nothing_it_acknowledged_when_every_process_is_killed_under_load(stack: Stack, recordings_root: Path):
-    # Production's periods, shortened: beat re-queues, every second, ingests pending for 3 s or claimed for 4 s
-    # (their messages were lost with the worker that had taken them, or are held unacknowledged by Redis).
+    # Production's periods, shortened: beat re-queues, every second, ingests pending for 5 s or claimed for 15 s
+    # (their messages were lost with the worker that had taken them, or are held unacknowledged by Redis). The
+    # lease stays well above what one ingest takes on a busy machine, or a live claim would be taken over.
     stack.env |= {
-        "INGEST_CLAIM_LEASE_SECONDS": "4",
-        "INGEST_PENDING_GRACE_SECONDS": "3",
+        "INGEST_CLAIM_LEASE_SECONDS": "15",
+        "INGEST_PENDING_GRACE_SECONDS": "5",
         "RETRY_FAILED_INGESTS_EVERY": "1",
     }
     agent = UserFactory.create(username="restart-agent")
