@@ -359,7 +359,7 @@ def app_env(*, database_url: str, recordings_root: Path, queue: str, static_root
 
 
 @pytest.fixture
-def stack(processes: Processes, recordings_root: Path, static_root: Path, settings: Any) -> Stack:
+def stack(processes: Processes, recordings_root: Path, static_root: Path, settings: Any) -> Iterator[Stack]:
     """A deployment on the test database (use ``django_db(transaction=True)``) and the test's recordings folder."""
     queue = f"{TEST_QUEUE}-{uuid.uuid4().hex[:8]}"
     # The test process signs its session cookies with the servers' key.
@@ -367,7 +367,27 @@ def stack(processes: Processes, recordings_root: Path, static_root: Path, settin
     env = app_env(
         database_url=_test_database_url(), recordings_root=recordings_root, queue=queue, static_root=static_root
     )
-    return Stack(processes=processes, env=env, queue=queue)
+    deployment = Stack(processes=processes, env=env, queue=queue)
+    yield deployment
+    processes.kill_all()
+    broker = deployment.env.get("CELERY_BROKER_URL", "")
+    if broker.startswith("redis://") and broker == os.environ.get("CELERY_BROKER_URL"):
+        _forget_queue(broker, queue)
+
+
+def _forget_queue(broker_url: str, queue: str) -> None:
+    """Drop what the killed processes left in the shared Redis for this test's queue: messages nobody will consume
+    (beat's, once the worker is gone) and those held unacknowledged by killed workers, which a worker of another
+    suite would otherwise put back into this queue once their visibility timeout passed."""
+    import redis
+
+    client = redis.Redis.from_url(broker_url, socket_timeout=5, socket_connect_timeout=5)
+    client.delete(queue)
+    for tag, raw in client.hgetall("unacked").items():
+        with contextlib.suppress(ValueError, TypeError, IndexError):
+            if json.loads(raw)[2] == queue:  # [message, exchange, routing key]
+                client.hdel("unacked", tag)
+                client.zrem("unacked_index", tag)
 
 
 def publish_ingest(session_id: uuid.UUID, *, queue: str, broker_url: str | None = None) -> str:
