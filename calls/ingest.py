@@ -13,6 +13,7 @@ transient ones (storage or database unavailable) raise for the task to retry wit
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import tempfile
@@ -22,15 +23,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import cache
 from pathlib import Path
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.contrib.postgres.search import SearchVector
 from django.core.files.storage import FileSystemStorage
-from django.db import connection, transaction
-from django.db.models import BigIntegerField, BooleanField, ExpressionWrapper, F, Q, Value
-from django.db.models.functions import Coalesce
+from django.db import DatabaseError, connection, transaction
+from django.db.models import F, Field, Model, Q, TextField, Value
 from django.utils import timezone
 
 from calls import asr
@@ -150,12 +152,66 @@ def _facts(size: int, sha256: str, head: bytes) -> FileFacts:
 
 
 def session_ingest(*, session_id: uuid.UUID) -> str:
-    """Ingest one session's recording and transcript; answers the recording's status ("" when it has none)."""
-    status = _ingest_recording(session_id=session_id)
-    has_transcript = _ingest_provided_transcript(session_id=session_id)
-    if not has_transcript and status == Recording.Status.AVAILABLE:
-        _transcribe(session_id=session_id)
+    """Ingest one session's recording and transcript; answers the recording's status ("" when it has none).
+
+    Files are read, decoded and parsed first, outside any transaction; what they yield (the recording's facts, the
+    session's recording status and duration, the transcript and its segments) is then written in one transaction,
+    so an ingest costs two commits: its claim, and its results.
+    """
+    recording = _claim(session_id=session_id)
+    available: _Decoded | None = None
+    started = time.monotonic()
+    if recording is None:
+        status = Recording.objects.filter(session_id=session_id).values_list("status", flat=True).first() or ""
+    else:
+        status, available = _process_recording(recording=recording, started=started)
+    try:
+        transcript = _read_provided_transcript(session_id=session_id)
+    except StorageUnavailable:
+        if available is not None:  # the recording's work is kept; the retry reads the transcript again
+            _write_results(available=available, transcript=None, started=started)
+        raise
+    _write_results(available=available, transcript=transcript, started=started)
+    if status == Recording.Status.AVAILABLE and not transcript.present:
+        _transcribe(session_id=session_id, unless_transcribed=transcript.present is None)
     return status
+
+
+@dataclass
+class _Decoded:
+    """A claimed recording that hashed and decoded: what ``_finish_available`` writes."""
+
+    recording: Recording
+    facts: FileFacts
+    info: AudioInfo
+
+
+def _write_results(*, available: _Decoded | None, transcript: _ProvidedTranscript | None, started: float) -> None:
+    try:
+        with transaction.atomic():
+            if available is not None:
+                _finish_available(recording=available.recording, facts=available.facts, info=available.info)
+            if transcript is not None and transcript.problem:
+                _note_transcript_problem(transcript.session_id, transcript.key, transcript.problem)
+            if transcript is not None and transcript.parsed is not None:
+                _transcript_write(
+                    session_id=transcript.session_id,
+                    parsed=transcript.parsed,
+                    source=Transcript.Source.PROVIDED,
+                    file=transcript.key,
+                    checksum=transcript.checksum,
+                )
+    except Exception:
+        if available is not None:
+            # Give the claim back (if the database lets us) so that the task's retry takes it again at once.
+            with contextlib.suppress(DatabaseError):
+                Recording.objects.filter(pk=available.recording.pk, status=Recording.Status.PROCESSING).update(
+                    status=Recording.Status.PENDING, updated_at=timezone.now()
+                )
+        raise
+    if available is not None:
+        metrics.INGESTS.labels("ok").inc()
+        metrics.INGEST_SECONDS.observe(time.monotonic() - started)
 
 
 # --- Recording --------------------------------------------------------------------------------------------
@@ -178,41 +234,94 @@ def claim_expires_in(*, session_id: uuid.UUID) -> float | None:
 
 
 def _claim(*, session_id: uuid.UUID) -> Recording | None:
-    stale = timezone.now() - claim_lease()
+    """Take the session's recording (pending, or claimed by a worker whose lease ran out) with one conditional
+    UPDATE; None when there is none to take. The UPDATE returns the row where the database can (PostgreSQL,
+    SQLite >= 3.35): one statement instead of an UPDATE and a SELECT."""
+    now = timezone.now()
+    stale = now - claim_lease()
+    if connection.features.can_return_columns_from_insert:
+        status, updated_at = _field("status"), _field("updated_at")
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _claim_sql(),
+                [
+                    status.get_db_prep_value(Recording.Status.PROCESSING, connection),
+                    updated_at.get_db_prep_value(now, connection),
+                    _field("session_id").get_db_prep_value(session_id, connection),
+                    status.get_db_prep_value(Recording.Status.PENDING, connection),
+                    status.get_db_prep_value(Recording.Status.PROCESSING, connection),
+                    updated_at.get_db_prep_value(stale, connection),
+                ],
+            )
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        pk, file, attempts = row
+        loaded = {
+            "id": pk,
+            "session_id": session_id,
+            "file": file,
+            "attempts": attempts,
+            "status": Recording.Status.PROCESSING,
+            "updated_at": now,
+        }
+        # from_db takes the values in the model's field order; the fields not given are deferred (loaded if read).
+        names = [f.attname for f in Recording._meta.concrete_fields if f.attname in loaded]
+        return Recording.from_db(connection.alias, names, [loaded[name] for name in names])
     claimable = Q(status=Recording.Status.PENDING) | Q(status=Recording.Status.PROCESSING, updated_at__lt=stale)
     claimed = Recording.objects.filter(claimable, session_id=session_id).update(
-        status=Recording.Status.PROCESSING, attempts=F("attempts") + 1, updated_at=timezone.now()
+        status=Recording.Status.PROCESSING, attempts=F("attempts") + 1, updated_at=now
     )
     return Recording.objects.get(session_id=session_id) if claimed == 1 else None
 
 
-def _ingest_recording(*, session_id: uuid.UUID) -> str:
-    recording = _claim(session_id=session_id)
-    if recording is None:
-        current = Recording.objects.filter(session_id=session_id).values_list("status", flat=True).first()
-        return current or ""
-    started = time.monotonic()
+_CLAIM_COLUMNS = ("status", "updated_at", "session_id", "attempts", "id", "file")
+
+
+@cache
+def _claim_sql() -> str:
+    """``_claim``'s UPDATE ... RETURNING, written from the model's own table and column names."""
+    quote = connection.ops.quote_name
+    table = quote(Recording._meta.db_table)
+    status, updated_at, session_id, attempts, pk, file = (quote(str(_field(name).column)) for name in _CLAIM_COLUMNS)
+    return (
+        f"UPDATE {table} SET {status} = %s, {attempts} = {attempts} + 1, {updated_at} = %s "  # noqa: S608  # model names
+        f"WHERE {session_id} = %s AND ({status} = %s OR ({status} = %s AND {updated_at} < %s)) "
+        f"RETURNING {pk}, {file}, {attempts}"
+    )
+
+
+def _field(name: str) -> Field[Any, Any]:
+    field = Recording._meta.get_field(name)
+    if not isinstance(field, Field):
+        raise TypeError(f"Recording.{name} is not a concrete field")
+    return field
+
+
+def _process_recording(*, recording: Recording, started: float) -> tuple[str, _Decoded | None]:
+    """Hash and decode the claimed recording, outside any transaction. A problem with the file itself is recorded
+    at once; a sound file's results are returned, for ``_write_results`` to write with the transcript."""
     try:
         with local_recording(recording.file) as (path, facts):
             info = probe_audio(path)
     except (IngestFailed, AudioError) as exc:
         _finish_failed(recording=recording, reason=str(exc))
-        logger.warning("ingest of %s failed: %s", session_id, exc)
+        logger.warning("ingest of %s failed: %s", recording.session_id, exc)
         # Counted once its transaction has committed; a transient error (retried) is neither ok nor failed.
         metrics.INGESTS.labels("failed").inc()
         metrics.INGEST_SECONDS.observe(time.monotonic() - started)
-        return Recording.Status.FAILED
+        return Recording.Status.FAILED, None
     except Exception:
         # Transient or unexpected: give the claim back so the retry (or the periodic retry job) can take it.
         Recording.objects.filter(pk=recording.pk).update(status=Recording.Status.PENDING, updated_at=timezone.now())
         raise
-    _finish_available(recording=recording, facts=facts, info=info)
-    metrics.INGESTS.labels("ok").inc()
-    metrics.INGEST_SECONDS.observe(time.monotonic() - started)
-    return Recording.Status.AVAILABLE
+    return Recording.Status.AVAILABLE, _Decoded(recording=recording, facts=facts, info=info)
 
 
 def _finish_available(*, recording: Recording, facts: FileFacts, info: AudioInfo) -> None:
+    """Write a decoded recording's facts and the session's recording status; inside ``_write_results``'s
+    transaction. Two UPDATEs whose SQL is written once (``_update_sql``): building them through the ORM cost more
+    than running them."""
     now = timezone.now()
     recording.size_bytes = facts.size
     recording.sha256 = facts.sha256
@@ -227,17 +336,54 @@ def _finish_available(*, recording: Recording, facts: FileFacts, info: AudioInfo
     recording.status = Recording.Status.AVAILABLE
     recording.failure_reason = ""
     recording.ingested_at = now
-    with transaction.atomic():
-        recording.save(update_fields=_AVAILABLE_FIELDS)
-        # One conditional UPDATE: the session's own duration (from its events) wins over the recording's.
-        CallSession.objects.filter(pk=recording.session_id).update(
-            recording_status=CallSession.RecordingStatus.AVAILABLE,
-            duration_ms=Coalesce(F("duration_ms"), Value(info.duration_ms), output_field=BigIntegerField()),
-            updated_at=now,
+    recording.updated_at = now
+    session_fields = _session_fields()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _update_sql(Recording, _AVAILABLE_FIELDS, vendor=connection.vendor),
+            [
+                *(_field(name).get_db_prep_save(getattr(recording, name), connection) for name in _AVAILABLE_FIELDS),
+                recording.pk,
+            ],
+        )
+        # The session's own duration (from its events) wins over the recording's: COALESCE(duration_ms, %s).
+        cursor.execute(
+            _update_sql(
+                CallSession,
+                ("recording_status", "duration_ms", "updated_at"),
+                keep_first="duration_ms",
+                vendor=connection.vendor,
+            ),
+            [
+                session_fields["recording_status"].get_db_prep_save(CallSession.RecordingStatus.AVAILABLE, connection),
+                session_fields["duration_ms"].get_db_prep_save(info.duration_ms, connection),
+                session_fields["updated_at"].get_db_prep_save(now, connection),
+                session_fields["id"].get_db_prep_value(recording.session_id, connection),
+            ],
         )
 
 
-_AVAILABLE_FIELDS = [
+@cache
+def _session_fields() -> dict[str, Field[Any, Any]]:
+    return {field.name: field for field in CallSession._meta.concrete_fields}
+
+
+@cache
+def _update_sql(model: type[Model], names: tuple[str, ...], keep_first: str = "", vendor: str = "") -> str:
+    """``UPDATE <table> SET <column> = %s, ... WHERE <pk> = %s`` for ``model``, from its own names; the column
+    named ``keep_first`` keeps a value it already has: ``<column> = COALESCE(<column>, %s)``. Cached per model,
+    names and database ``vendor`` (whose quoting it uses)."""
+    quote = connection.ops.quote_name
+    meta = model._meta
+    assignments = []
+    for name in names:
+        column = quote(str(meta.get_field(name).column))  # type: ignore[union-attr]  # concrete fields only
+        assignments.append(f"{column} = COALESCE({column}, %s)" if name == keep_first else f"{column} = %s")
+    pk = quote(str(meta.pk.column))
+    return f"UPDATE {quote(meta.db_table)} SET {', '.join(assignments)} WHERE {pk} = %s"  # noqa: S608  # model names
+
+
+_AVAILABLE_FIELDS = (
     "size_bytes",
     "sha256",
     "format",
@@ -252,7 +398,7 @@ _AVAILABLE_FIELDS = [
     "failure_reason",
     "ingested_at",
     "updated_at",
-]
+)
 
 
 def _finish_failed(*, recording: Recording, reason: str) -> None:
@@ -275,48 +421,52 @@ def _finish_failed(*, recording: Recording, reason: str) -> None:
 # --- Transcript -------------------------------------------------------------------------------------------
 
 
-def _ingest_provided_transcript(*, session_id: uuid.UUID) -> bool:
-    """Parse the folder's transcript file, if any; answers whether the session now has a transcript."""
-    folder = inspect_session_folder(session_id=session_id)
-    key = folder.transcript if folder else None
-    # The session's current transcript, if any, in one query: its file, checksum and whether it has text.
-    current_file, current_checksum, has_text = (
-        Transcript.objects.filter(session_id=session_id)
-        .values_list("file", "checksum", ExpressionWrapper(~Q(text=""), output_field=BooleanField()))
-        .first()
-    ) or ("", "", False)
-    if folder and current_file and current_file.rsplit("/", 1)[-1] in folder.files:
+@dataclass
+class _ProvidedTranscript:
+    """What the session folder's transcript file means for the session, read and parsed but not yet written."""
+
+    session_id: uuid.UUID
+    # Whether the session has a transcript (or will, once ``parsed`` is written); None: there is no file to read,
+    # and only speech-to-text needs to know, which then asks the database itself.
+    present: bool | None
+    key: str = ""
+    parsed: ParsedTranscript | None = None  # to write, with ``checksum``
+    checksum: str = ""
+    problem: str = ""  # why the file was not used, for a timeline event
+
+
+def _read_provided_transcript(*, session_id: uuid.UUID) -> _ProvidedTranscript:
+    """Read and parse the folder's transcript file, if any, outside any transaction."""
+    folder = inspect_session_folder(session_id=session_id, read_meta=False)
+    if folder is None or folder.transcript is None:
+        return _ProvidedTranscript(session_id=session_id, present=None)
+    key = folder.transcript
+    # The session's current transcript, if any, in one query: its file and checksum.
+    current_file, current_checksum = Transcript.objects.filter(session_id=session_id).values_list(
+        "file", "checksum"
+    ).first() or ("", "")
+    if current_file and current_file.rsplit("/", 1)[-1] in folder.files:
         # An uploaded transcript is the session's transcript even when older files share the folder.
         key = current_file
-    if key is None:
-        return bool(has_text)
     storage = recordings_storage()
     try:
         if storage.size(key) > MAX_TRANSCRIPT_BYTES:
-            _note_transcript_problem(session_id, key, f"larger than {MAX_TRANSCRIPT_BYTES // 1024 // 1024} MiB")
-            return False
+            problem = f"larger than {MAX_TRANSCRIPT_BYTES // 1024 // 1024} MiB"
+            return _ProvidedTranscript(session_id=session_id, present=False, key=key, problem=problem)
         with storage.open(key, "rb") as handle:
             raw = handle.read(MAX_TRANSCRIPT_BYTES + 1)
     except FileNotFoundError:
-        return False
+        return _ProvidedTranscript(session_id=session_id, present=False, key=key)
     except (OSError, BotoCoreError, ClientError) as exc:
         raise StorageUnavailable(f"Could not read {key}: {exc}") from exc
     checksum = hashlib.sha256(raw).hexdigest()
     if checksum == current_checksum:  # already parsed (the session has one transcript row at most)
-        return True
+        return _ProvidedTranscript(session_id=session_id, present=True, key=key)
     try:
         parsed = parse_transcript(raw=raw, filename=key)
     except TranscriptError as exc:
-        _note_transcript_problem(session_id, key, str(exc))
-        return False
-    transcript_save(
-        session_id=session_id,
-        parsed=parsed,
-        source=Transcript.Source.PROVIDED,
-        file=key,
-        checksum=checksum,
-    )
-    return True
+        return _ProvidedTranscript(session_id=session_id, present=False, key=key, problem=str(exc))
+    return _ProvidedTranscript(session_id=session_id, present=True, key=key, parsed=parsed, checksum=checksum)
 
 
 def _note_transcript_problem(session_id: uuid.UUID, key: str, reason: str) -> None:
@@ -332,49 +482,69 @@ def _note_transcript_problem(session_id: uuid.UUID, key: str, reason: str) -> No
 def transcript_save(
     *, session_id: uuid.UUID, parsed: ParsedTranscript, source: str, file: str = "", checksum: str = ""
 ) -> Transcript:
-    """Replace the session's transcript and its segments in one transaction, then refresh the search index."""
+    """Replace the session's transcript and its segments in one transaction, search index included."""
     with transaction.atomic():
-        CallSession.objects.select_for_update().filter(pk=session_id).exists()
-        # Every writer of a session's transcript holds that lock (SQLite: transactions are IMMEDIATE), so the
-        # row cannot appear between this look-up and the INSERT: no savepoint (get_or_create's) is needed.
-        existing = Transcript.objects.filter(session_id=session_id).first()
-        transcript = existing or Transcript(session_id=session_id)
-        transcript.text = parsed.text
-        transcript.language = parsed.language
-        transcript.source = source
-        transcript.encoding = parsed.encoding
-        transcript.had_replacements = parsed.had_replacements
-        transcript.file = file
-        transcript.checksum = checksum
-        transcript.save()
-        if existing is not None:
-            transcript.segments.all().delete()
-        TranscriptSegment.objects.bulk_create(
-            TranscriptSegment(
-                transcript=transcript,
-                position=i,
-                speaker=segment.speaker[:64],
-                start_ms=segment.start_ms,
-                # The segment table refuses an end before its start; parsers already mend those, this guards.
-                end_ms=(
-                    max(segment.end_ms, segment.start_ms)
-                    if segment.end_ms is not None and segment.start_ms is not None
-                    else segment.end_ms
-                ),
-                text=segment.text,
-            )
-            for i, segment in enumerate(parsed.segments)
+        return _transcript_write(session_id=session_id, parsed=parsed, source=source, file=file, checksum=checksum)
+
+
+def _transcript_write(
+    *, session_id: uuid.UUID, parsed: ParsedTranscript, source: str, file: str, checksum: str
+) -> Transcript:
+    """``transcript_save``'s writes, inside the caller's transaction: three statements.
+
+    The transcript row is written with INSERT ... ON CONFLICT (session) DO UPDATE: the session's one transcript is
+    created or replaced in one statement, and a concurrent writer of the same session's transcript waits on that
+    row until this transaction ends (SQLite: transactions are IMMEDIATE, one writer at a time), so its segments
+    never mix with these. On PostgreSQL the search vector is computed in the same statement.
+    """
+    transcript = Transcript(
+        session_id=session_id,
+        text=parsed.text,
+        language=parsed.language,
+        source=source,
+        encoding=parsed.encoding,
+        had_replacements=parsed.had_replacements,
+        file=file,
+        checksum=checksum,
+    )
+    update_fields = ["text", "language", "source", "encoding", "had_replacements", "file", "checksum", "updated_at"]
+    if connection.vendor == "postgresql":
+        transcript.search_vector = SearchVector(  # an expression, computed by the INSERT
+            Value(parsed.text, output_field=TextField()), config=settings.SEARCH_CONFIG
         )
-        if connection.vendor == "postgresql":
-            Transcript.objects.filter(pk=transcript.pk).update(
-                search_vector=SearchVector("text", config=settings.SEARCH_CONFIG)
-            )
+        update_fields.append("search_vector")
+    Transcript.objects.bulk_create(
+        [transcript], update_conflicts=True, unique_fields=["session"], update_fields=update_fields
+    )
+    if not connection.features.can_return_rows_from_bulk_insert:  # SQLite < 3.35: the id is not returned
+        transcript.pk = Transcript.objects.filter(session_id=session_id).values_list("pk", flat=True).get()
+    TranscriptSegment.objects.filter(transcript_id=transcript.pk).delete()
+    TranscriptSegment.objects.bulk_create(
+        TranscriptSegment(
+            transcript=transcript,
+            position=i,
+            speaker=segment.speaker[:64],
+            start_ms=segment.start_ms,
+            # The segment table refuses an end before its start; parsers already mend those, this guards.
+            end_ms=(
+                max(segment.end_ms, segment.start_ms)
+                if segment.end_ms is not None and segment.start_ms is not None
+                else segment.end_ms
+            ),
+            text=segment.text,
+        )
+        for i, segment in enumerate(parsed.segments)
+    )
     return transcript
 
 
-def _transcribe(*, session_id: uuid.UUID) -> None:
+def _transcribe(*, session_id: uuid.UUID, unless_transcribed: bool = False) -> None:
+    """Speech-to-text for a recording without a provided transcript; with ``unless_transcribed``, only when the
+    session has no transcript text yet (uploaded, or transcribed by an earlier run)."""
     backend = asr.get_backend()
     if backend is None:
+        return
+    if unless_transcribed and Transcript.objects.filter(session_id=session_id).exclude(text="").exists():
         return
     recording = Recording.objects.get(session_id=session_id)
     try:

@@ -61,8 +61,12 @@ def _pick(files: list[str], extensions: tuple[str, ...], preferred_stem: str) ->
     )[0]
 
 
-def inspect_session_folder(*, session_id: uuid.UUID, storage: Storage | None = None) -> SessionFolder | None:
-    """What ``sessions/<id>/`` holds, or None when there is no such folder."""
+def inspect_session_folder(
+    *, session_id: uuid.UUID, storage: Storage | None = None, read_meta: bool = True
+) -> SessionFolder | None:
+    """What ``sessions/<id>/`` holds, or None when there is no such folder. ``read_meta=False`` leaves ``meta``
+    unread (None) for callers that only need the files: reading it is two more storage calls (a request each on
+    S3)."""
     storage = storage or recordings_storage()
     folder = session_folder(session_id)
     try:
@@ -76,7 +80,7 @@ def inspect_session_folder(*, session_id: uuid.UUID, storage: Storage | None = N
     transcript = _pick(files, TRANSCRIPT_EXTENSIONS, "transcript")
     result.audio = f"{folder}/{audio}" if audio else None
     result.transcript = f"{folder}/{transcript}" if transcript else None
-    if META_FILE in files:
+    if read_meta and META_FILE in files:
         result.meta = _read_meta(storage=storage, key=f"{folder}/{META_FILE}", problems=result.problems)
     return result
 
