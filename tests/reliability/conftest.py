@@ -504,6 +504,12 @@ class PrivateRedis:
         self.processes.kill(self.proc)
         self.proc = None
 
+    def freeze(self, frozen: bool = True) -> None:
+        """SIGSTOP (or SIGCONT): the server still accepts connections (the kernel does) but never answers, as a
+        frozen machine or a network partition behaves, unlike a dead server that refuses at once."""
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGSTOP if frozen else signal.SIGCONT)
+
 
 @pytest.fixture
 def private_redis(processes: Processes, tmp_path: Path) -> PrivateRedis:

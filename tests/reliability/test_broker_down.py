@@ -3,9 +3,9 @@
 Two outages, each on a Redis of the test's own that is killed and comes back empty (no persistence), as a
 restarted Redis without a volume does:
 - the broker alone: reads, session creation, events and uploads still succeed (an upload is stored, its ingest
-  recorded as pending), pages render; the ingest that was queued in Redis when it died and the one that could
-  not be queued are both done once Redis is back, by beat's ``retry_failed_ingests``: nothing lived only in
-  Redis;
+  recorded as pending), pages render, and an upload waits a bounded time on a Redis that hangs rather than
+  refuses; the ingests that were queued in Redis when it died and the one that could not be queued are all done
+  once Redis is back, by beat's ``retry_failed_ingests``: nothing lived only in Redis;
 - the Redis that also holds the cache (``REDIS_URL``), as docker compose deploys it: signing in, token
   authentication and signed webhooks must not depend on the cache answering.
 """
@@ -80,7 +80,16 @@ def test_it_keeps_answering_while_the_broker_is_down_and_does_the_missed_work_wh
     assert _upload(stack, key, first_id, first_audio).status == 201
     assert _queued_ingests(private_redis.client(), stack.queue) == [repr((first_id,))]
 
-    private_redis.kill()  # the queued ingest goes with it
+    # First a Redis that hangs instead of refusing: the upload waits on it a bounded time, not forever.
+    frozen = _create(stack, key, "b0")
+    frozen_id, frozen_audio = frozen.json()["id"], tone_wav(frequency=300)
+    private_redis.freeze()
+    frozen_upload = _upload(stack, key, frozen_id, frozen_audio)
+    private_redis.freeze(False)
+    assert (frozen_upload.status, frozen_upload.json()["status"]) == (201, "pending")
+    assert frozen_upload.elapsed < PROMPT
+
+    private_redis.kill()  # then a dead one, with the queued ingests
 
     created = _create(stack, key, "b2")
     assert created.status == 201, created.text
@@ -122,6 +131,7 @@ def test_it_keeps_answering_while_the_broker_is_down_and_does_the_missed_work_wh
 
     expected = {
         uuid.UUID(first_id): hashlib.sha256(first_audio).hexdigest(),
+        uuid.UUID(frozen_id): hashlib.sha256(frozen_audio).hexdigest(),
         uuid.UUID(second_id): hashlib.sha256(second_audio).hexdigest(),
     }
 
@@ -130,7 +140,7 @@ def test_it_keeps_answering_while_the_broker_is_down_and_does_the_missed_work_wh
         rows = dict(done.values_list("session_id", "sha256"))
         return rows if len(rows) == len(expected) else None
 
-    assert wait_until(ingested, timeout=120, what="both missed ingests to complete", interval=0.5) == expected
+    assert wait_until(ingested, timeout=120, what="every missed ingest to complete", interval=0.5) == expected
     # One claim each: re-queued ingests that found the work done did nothing.
     assert set(Recording.objects.filter(session_id__in=list(expected)).values_list("attempts", flat=True)) == {1}
     assert CallSession.objects.get(pk=second_id).status == "in_progress"
