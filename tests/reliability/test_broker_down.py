@@ -17,6 +17,7 @@ import json
 import re
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -52,9 +53,9 @@ def _create(stack: Stack, key: str, external_id: str) -> Response:
     return fetch(stack.port, "POST", "/api/crm/sessions/", token=key, json_body=body)
 
 
-def _queued_ingests(redis: object, queue: str) -> list[str]:
+def _queued_ingests(redis: Any, queue: str) -> list[str]:
     """The session ids of the ingest messages waiting in ``queue`` (beat's own jobs queue up beside them)."""
-    headers = [json.loads(message)["headers"] for message in redis.lrange(queue, 0, -1)]  # type: ignore[attr-defined]
+    headers = [json.loads(message)["headers"] for message in redis.lrange(queue, 0, -1)]
     return [h["argsrepr"] for h in headers if h["task"] == "calls.tasks.ingest_session"]
 
 
