@@ -28,12 +28,20 @@ def fill(route: Route, kwargs: dict[str, Any], *, encode: bool = True) -> str:
         raw = str(kwargs[match.group(1)])
         return quote(raw, safe="") if encode else raw
 
-    text = route.pattern
-    text = _REGEX_GROUP.sub(value, text)
-    text = _CONVERTER.sub(value, text)
-    # Regex routes: anchors go, an optional trailing slash is left out.
+    # Arguments become placeholders first: the pattern's own escapes and anchors are undone around them, never in
+    # the values.
+    values: list[str] = []
+
+    def placeholder(match: re.Match[str]) -> str:
+        values.append(value(match))
+        return f"\x00{len(values) - 1}\x00"
+
+    text = _CONVERTER.sub(placeholder, _REGEX_GROUP.sub(placeholder, route.pattern))
+    # Regex routes: anchors go, an optional trailing slash is left out, escaped characters (report\.csv) are
+    # themselves.
     text = text.replace("^", "").replace("$", "").replace("/?", "")
-    return "/" + text
+    text = re.sub(r"\\(.)", r"\1", text)
+    return "/" + re.sub("\x00([0-9]+)\x00", lambda m: values[int(m.group(1))], text)
 
 
 def body_of(response: HttpResponseBase) -> str:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.security.campaign_world import CAMPAIGN_MARKERS, IMPORT_CSV
 from tests.security.world import (
     ADMIN,
     ANONYMOUS,
@@ -22,9 +23,11 @@ from tests.security.world import (
     MARK_EXTERNAL,
     MARK_NOTE,
     MARK_TOKEN,
+    OTHER_INTEGRATION,
     OTHER_MANAGER,
     OWNER,
     SESSION_MARKERS,
+    TEAMMATE,
     World,
 )
 
@@ -107,8 +110,10 @@ class Entry:
     kwargs: Kwargs = _no_kwargs
     body: Body = _no_body
     markers: Callable[[World], tuple[str, ...]] = _no_markers
-    # Anonymous visitors: pages send them to sign in, the API answers 401; public routes answer them as anyone.
+    # Anonymous visitors: pages send them to sign in, the API answers 401; public routes answer them as anyone;
+    # ``anonymous`` says otherwise for one route.
     public: bool = False
+    anonymous: Outcome | None = None
     notes: str = field(default="", compare=False)
 
 
@@ -324,7 +329,266 @@ CRM: dict[str, Entry] = {
     "api-docs": Entry(everyone(hidden(200)), public=True, markers=session_markers),
 }
 
-REGISTRY: dict[str, Entry] = {**CALLS, **CRM}
+# --- Campaigns (campaigns/access.py) --------------------------------------------------------------------------
+#
+# The campaign, its run, contact, do-not-call entry and import belong to Sales: carol (its manager) and admins
+# control them; Sales' agents (alice, bob) read them and get 403 when they try to control; everyone else,
+# integrations included, gets 404.
+
+CAMPAIGN_READERS = frozenset({OWNER, TEAMMATE})
+CAMPAIGN_CONTROLLERS = frozenset({MANAGER, ADMIN})
+
+
+def campaign_read(granted: Outcome) -> Rule:
+    def rule(method: str, role: str) -> Outcome:
+        return granted if role in CAMPAIGN_READERS | CAMPAIGN_CONTROLLERS else NOT_FOUND
+
+    return rule
+
+
+def campaign_control(granted: Outcome) -> Rule:
+    def rule(method: str, role: str) -> Outcome:
+        if role in CAMPAIGN_CONTROLLERS:
+            return granted
+        return FORBIDDEN if role in CAMPAIGN_READERS else NOT_FOUND
+
+    return rule
+
+
+def campaign_list(*statuses: int, integrations: Outcome | None = None) -> Rule:
+    """A list anyone signed in may open, filtered by the rule (``integrations`` when they get something else)."""
+
+    def rule(method: str, role: str) -> Outcome:
+        if role in CAMPAIGN_READERS | CAMPAIGN_CONTROLLERS:
+            return grant(*statuses, shows=True)
+        if integrations is not None and role in {INTEGRATION, OTHER_INTEGRATION}:
+            return integrations
+        return hidden(*statuses)
+
+    return rule
+
+
+OWN_TEAM = Outcome(frozenset({200, 201, 302}), shows=False)  # another manager, creating in their own team
+
+
+def campaign_create(granted: Outcome, *, other_manager: Outcome = OWN_TEAM, integrations: Outcome = FORBIDDEN) -> Rule:
+    """Creating (no object yet): Sales' manager and admins in Sales; another team's manager in their own team,
+    never seeing Sales' data; agents are told they may not (403)."""
+
+    def rule(method: str, role: str) -> Outcome:
+        if role in CAMPAIGN_CONTROLLERS:
+            return granted
+        if role == OTHER_MANAGER:
+            return other_manager
+        return integrations if role in {INTEGRATION, OTHER_INTEGRATION} else FORBIDDEN
+
+    return rule
+
+
+def campaign_kwargs(world: World) -> dict[str, Any]:
+    return {"campaign_id": world.campaigns.campaign.pk}
+
+
+def run_kwargs(world: World) -> dict[str, Any]:
+    return {"run_id": world.campaigns.run.pk}
+
+
+def contact_kwargs(world: World) -> dict[str, Any]:
+    return {"contact_id": world.campaigns.contact.pk}
+
+
+def dnc_kwargs(world: World) -> dict[str, Any]:
+    return {"entry_id": world.campaigns.dnc.pk}
+
+
+def import_kwargs(world: World) -> dict[str, Any]:
+    return {"import_id": world.campaigns.contact_import.pk}
+
+
+def campaign_markers(world: World) -> tuple[str, ...]:
+    world.campaigns  # noqa: B018  # built before the request, so that the snapshot covers it
+    return CAMPAIGN_MARKERS
+
+
+def _with_team(**values: Any) -> Body:
+    """A body naming Sales as the team (admins manage every team and must say which)."""
+
+    def body(world: World, method: str, role: str) -> Request:
+        return Request(json={**values, "team": world.sales.pk})
+
+    return body
+
+
+def _page_form_with_team(**values: str) -> Body:
+    def body(world: World, method: str, role: str) -> Request:
+        return Request(form={**values, "team": str(world.sales.pk)})
+
+    return body
+
+
+def _import_upload(world: World, method: str, role: str) -> Request:
+    if method != "POST":
+        return NO_BODY
+    return Request(raw=IMPORT_CSV, content_type="text/csv")
+
+
+CONTROL = grant(200, 201, 302, 400, 409)  # granted: done, or refused for the input/state, not for who asks
+
+CAMPAIGNS: dict[str, Entry] = {
+    # Pages
+    "campaign-list": Entry(campaign_list(200), markers=campaign_markers),
+    "campaign-create": Entry(
+        campaign_create(grant(200, 302)),
+        body=_page_form_with_team(name="New campaign"),
+        markers=campaign_markers,
+    ),
+    "campaign-detail": Entry(campaign_read(grant(200, shows=True)), kwargs=campaign_kwargs, markers=campaign_markers),
+    "campaign-edit": Entry(
+        campaign_control(grant(200, 302)), kwargs=campaign_kwargs, body=form(name="Renamed"), markers=campaign_markers
+    ),
+    "campaign-launch": Entry(campaign_control(CONTROL), kwargs=campaign_kwargs, markers=campaign_markers),
+    "run-detail": Entry(campaign_read(grant(200, shows=True)), kwargs=run_kwargs, markers=campaign_markers),
+    # Polled by the page's script: an expired sign-in gets 401 JSON, not the sign-in page's HTML.
+    "run-progress": Entry(
+        campaign_read(grant(200)), kwargs=run_kwargs, markers=campaign_markers, anonymous=UNAUTHORIZED
+    ),
+    "run-pause": Entry(campaign_control(CONTROL), kwargs=run_kwargs, markers=campaign_markers),
+    "run-resume": Entry(campaign_control(CONTROL), kwargs=run_kwargs, markers=campaign_markers),
+    "run-cancel": Entry(campaign_control(CONTROL), kwargs=run_kwargs, markers=campaign_markers),
+    "run-export": Entry(campaign_read(grant(200)), kwargs=run_kwargs, markers=campaign_markers),
+    "contact-list": Entry(campaign_list(200), markers=campaign_markers),
+    "contact-create": Entry(
+        campaign_create(grant(200, 302)),
+        body=_page_form_with_team(name="New contact", phone="+12025550143"),
+        markers=campaign_markers,
+    ),
+    "contact-dnc": Entry(
+        per_method(
+            {
+                "GET": campaign_list(200),
+                "POST": campaign_create(grant(200, 302)),
+            }
+        ),
+        body=_page_form_with_team(phone="+12025550144", reason="asked"),
+        markers=campaign_markers,
+    ),
+    "contact-dnc-remove": Entry(campaign_control(CONTROL), kwargs=dnc_kwargs, markers=campaign_markers),
+    "contact-import-list": Entry(
+        per_method({"GET": campaign_list(200), "POST": campaign_create(CONTROL)}),
+        markers=campaign_markers,
+    ),
+    "contact-import-detail": Entry(
+        campaign_read(grant(200, shows=True)), kwargs=import_kwargs, markers=campaign_markers
+    ),
+    "contact-import-mapping": Entry(campaign_control(CONTROL), kwargs=import_kwargs, markers=campaign_markers),
+    "contact-import-start": Entry(campaign_control(CONTROL), kwargs=import_kwargs, markers=campaign_markers),
+    "contact-import-cancel": Entry(campaign_control(CONTROL), kwargs=import_kwargs, markers=campaign_markers),
+    "contact-import-progress": Entry(campaign_read(grant(200)), kwargs=import_kwargs, markers=campaign_markers),
+    "contact-import-report": Entry(campaign_read(grant(200)), kwargs=import_kwargs, markers=campaign_markers),
+    "contact-detail": Entry(campaign_read(grant(200, shows=True)), kwargs=contact_kwargs, markers=campaign_markers),
+    "contact-edit": Entry(
+        campaign_control(grant(200, 302)), kwargs=contact_kwargs, body=form(name="Renamed"), markers=campaign_markers
+    ),
+    # API: campaigns and runs
+    "api-campaign-list": Entry(
+        per_method(
+            {
+                "GET": campaign_list(200),
+                # Naming Sales: another team's manager is told it is not theirs (400).
+                "POST": campaign_create(grant(201), other_manager=Outcome(frozenset({400}), False, False)),
+            }
+        ),
+        body=_with_team(name="New campaign"),
+        markers=campaign_markers,
+    ),
+    "api-campaign-detail": Entry(
+        per_method({"GET": campaign_read(grant(200, shows=True)), "PATCH": campaign_control(grant(200))}),
+        kwargs=campaign_kwargs,
+        body=json_body({"description": "changed"}),
+        markers=campaign_markers,
+    ),
+    "api-campaign-runs": Entry(
+        per_method({"GET": campaign_read(grant(200)), "POST": campaign_control(CONTROL)}),
+        kwargs=campaign_kwargs,
+        markers=campaign_markers,
+    ),
+    "api-run-detail": Entry(campaign_read(grant(200, shows=True)), kwargs=run_kwargs, markers=campaign_markers),
+    "api-run-pause": Entry(campaign_control(CONTROL), kwargs=run_kwargs, markers=campaign_markers),
+    "api-run-resume": Entry(campaign_control(CONTROL), kwargs=run_kwargs, markers=campaign_markers),
+    "api-run-cancel": Entry(campaign_control(CONTROL), kwargs=run_kwargs, markers=campaign_markers),
+    "api-run-dials": Entry(campaign_read(grant(200)), kwargs=run_kwargs, markers=campaign_markers),
+    "api-run-log": Entry(campaign_read(grant(200)), kwargs=run_kwargs, markers=campaign_markers),
+    # API: contacts, imports and the do-not-call list (integrations get 404 everywhere here)
+    "api-contact-list": Entry(
+        per_method(
+            {
+                "GET": campaign_list(200, integrations=NOT_FOUND),
+                "POST": campaign_create(
+                    grant(201, 409), other_manager=Outcome(frozenset({400}), False, False), integrations=NOT_FOUND
+                ),
+            }
+        ),
+        body=_with_team(name="New contact", phone="+12025550145"),
+        markers=campaign_markers,
+    ),
+    "api-contact-detail": Entry(
+        per_method({"GET": campaign_read(grant(200, shows=True)), "PATCH": campaign_control(grant(200))}),
+        kwargs=contact_kwargs,
+        body=json_body({"company": "Changed"}),
+        markers=campaign_markers,
+    ),
+    "api-import-list": Entry(
+        per_method(
+            {
+                "GET": campaign_list(200, integrations=NOT_FOUND),
+                # A raw CSV names no team: another team's manager imports into their own.
+                "POST": campaign_create(CONTROL, integrations=NOT_FOUND),
+            }
+        ),
+        body=_import_upload,
+        markers=campaign_markers,
+    ),
+    "api-import-detail": Entry(campaign_read(grant(200, shows=True)), kwargs=import_kwargs, markers=campaign_markers),
+    "api-import-preview": Entry(
+        per_method({"GET": campaign_read(grant(200)), "POST": campaign_control(CONTROL)}),
+        kwargs=import_kwargs,
+        markers=campaign_markers,
+    ),
+    "api-import-start": Entry(campaign_control(CONTROL), kwargs=import_kwargs, markers=campaign_markers),
+    "api-import-cancel": Entry(campaign_control(CONTROL), kwargs=import_kwargs, markers=campaign_markers),
+    "api-import-progress": Entry(campaign_read(grant(200)), kwargs=import_kwargs, markers=campaign_markers),
+    "api-import-rows": Entry(campaign_read(grant(200)), kwargs=import_kwargs, markers=campaign_markers),
+    "api-import-report": Entry(campaign_read(grant(200)), kwargs=import_kwargs, markers=campaign_markers),
+    "api-dnc-list": Entry(
+        per_method(
+            {
+                "GET": campaign_list(200, integrations=NOT_FOUND),
+                "POST": campaign_create(
+                    grant(201, 409), other_manager=Outcome(frozenset({400}), False, False), integrations=NOT_FOUND
+                ),
+            }
+        ),
+        body=_with_team(phone="+12025550146", reason="asked"),
+        markers=campaign_markers,
+    ),
+    "api-dnc-detail": Entry(
+        per_method({"GET": campaign_read(grant(200, shows=True)), "DELETE": campaign_control(grant(204))}),
+        kwargs=dnc_kwargs,
+        markers=campaign_markers,
+    ),
+}
+
+OPERATIONS: dict[str, Entry] = {
+    # Prometheus metrics: from an allowed address (the test client's 127.0.0.1 is, by default) to anyone, as
+    # scrapers carry no session; never a session's data. Others get 404 (tests/crm/test_metrics.py).
+    "metrics": Entry(
+        per_method({"GET": everyone(hidden(200)), "POST": everyone(hidden(405))}),
+        public=True,
+        markers=lambda w: (*SESSION_MARKERS, *campaign_markers(w)),
+    ),
+}
+
+REGISTRY: dict[str, Entry] = {**CALLS, **CRM, **CAMPAIGNS, **OPERATIONS}
 
 
 # --- Django admin ------------------------------------------------------------------------------------------

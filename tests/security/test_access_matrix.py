@@ -50,6 +50,8 @@ def entry_for(route: Route) -> Entry:
 
 
 def outcome_for(route: Route, entry: Entry, method: str, role: str) -> Outcome:
+    if role == ANONYMOUS and entry.anonymous is not None:
+        return entry.anonymous
     if role == ANONYMOUS and not entry.public:
         return UNAUTHORIZED if route.is_api else TO_LOGIN
     return entry.rule(method, role)

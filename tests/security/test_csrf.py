@@ -25,8 +25,9 @@ from tests.security.world import ADMIN, ANONYMOUS, World
 pytestmark = pytest.mark.django_db
 
 WRITES = ("POST", "PUT", "PATCH", "DELETE")
-# Answered before any view (and before the CSRF check): health probes come from load balancers, not browsers.
-PROBES = {"healthz", "readyz"}
+# Answered by middleware before the CSRF check, and read-only (a POST gets 405): probes and scrapers, which come
+# from load balancers and Prometheus, not browsers.
+PROBES = {"healthz", "readyz", "metrics"}
 
 
 def write_routes() -> list[Any]:

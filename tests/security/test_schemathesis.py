@@ -31,8 +31,21 @@ from schemathesis.specs.openapi.checks import (
 
 from calls.models import CallEvent, CallSession, Note, Transcript
 from calls.storage import recordings_storage, session_key
+from campaigns.models import ContactImport, Run
+from crm.models import User
 from crm.wsgi import application
-from tests.factories import AdminFactory, CallSessionFactory, RecordingFactory, UserFactory, make_token
+from tests.factories import (
+    AdminFactory,
+    CallSessionFactory,
+    CampaignFactory,
+    ContactFactory,
+    DoNotCallFactory,
+    ManagerFactory,
+    RecordingFactory,
+    UserFactory,
+    make_token,
+)
+from tests.security.campaign_world import IMPORT_CSV
 from tests.security.world import tiny_wav
 
 pytestmark = pytest.mark.django_db
@@ -44,6 +57,14 @@ UNASSIGNED_SESSION = uuid.UUID("5e55b0a1-0000-4000-8000-000000000002")
 SEEDED_SESSIONS = (str(SESSION_WITH_RECORDING), str(UNASSIGNED_SESSION))
 SEEDED_NOTE = 910_001
 SEEDED_EXTERNAL = ("pipecat-prod", "seeded-call-1")
+# The campaigns app's rows, under the names of their path parameters.
+SEEDED_IDS = {
+    "campaign_id": 910_101,
+    "run_id": 910_102,
+    "contact_id": 910_103,
+    "entry_id": 910_104,
+    "import_id": 910_105,
+}
 
 schema = schemathesis.openapi.from_wsgi("/api/schema/", application)
 
@@ -60,6 +81,9 @@ def flatmap_path_parameters(context: Any, path_parameters: dict[str, Any] | None
             options.append({**path_parameters, "session_id": SEEDED_SESSIONS[0], "note_id": SEEDED_NOTE})
     if "external_id" in path_parameters:
         options.append({**path_parameters, "source": SEEDED_EXTERNAL[0], "external_id": SEEDED_EXTERNAL[1]})
+    for name, seeded in SEEDED_IDS.items():
+        if name in path_parameters:
+            options.append({**path_parameters, name: seeded})
     return st.sampled_from(options)
 
 
@@ -99,8 +123,23 @@ def admin_headers(db: None) -> dict[str, str]:
     Note.objects.create(id=SEEDED_NOTE, session=session, author=admin, body="Seeded note.")
     CallEvent.objects.create(session=session, type="ringing", occurred_at=session.created_at, data={"n": 1})
     CallSessionFactory.create(id=UNASSIGNED_SESSION, owner=None, team=None, origin=CallSession.Origin.ADOPTED)
+    _seed_campaigns(alice)
     _, key = make_token(admin)
     return {"Authorization": f"Bearer {key}"}
+
+
+def _seed_campaigns(agent: User) -> None:
+    team = agent.team
+    assert team is not None
+    manager = ManagerFactory.create(username="fuzz-manager", team=team)
+    campaign = CampaignFactory.create(id=SEEDED_IDS["campaign_id"], manager=manager, team=team, name="Seeded")
+    contact = ContactFactory.create(id=SEEDED_IDS["contact_id"], team=team, name="Seeded contact")
+    campaign.contacts.add(contact)
+    DoNotCallFactory.create(id=SEEDED_IDS["entry_id"], team=team)
+    Run.objects.create(id=SEEDED_IDS["run_id"], campaign=campaign, launched_by=manager, state=Run.State.PAUSED)
+    contact_import = ContactImport(id=SEEDED_IDS["import_id"], team=team, uploaded_by=manager)
+    contact_import.file.save("seeded.csv", ContentFile(IMPORT_CSV), save=False)
+    contact_import.save()
 
 
 @schema.parametrize()

@@ -1,4 +1,4 @@
-"""Hostile uploads to PUT /api/crm/sessions/<id>/recording and /transcript.
+"""Hostile uploads to PUT /api/crm/sessions/<id>/recording and /transcript, and to the contact import.
 
 Not audio (text, PNG, a zip, HTML named .wav and declared audio/wav, HTML behind a WAV header), oversize bodies,
 compression bombs (gzip with Content-Encoding, a zip in a form), several files in one form, odd content types and
@@ -27,8 +27,9 @@ from rest_framework.test import APIClient
 
 from calls.ingest import session_ingest
 from calls.models import CallEvent, CallSession, Recording, Transcript
+from campaigns.models import ContactImport
 from tests.factories import CallSessionFactory
-from tests.security.world import OWNER, World, tiny_wav
+from tests.security.world import MANAGER, OWNER, World, tiny_wav
 
 pytestmark = pytest.mark.django_db
 
@@ -326,3 +327,96 @@ def test_it_ingests_audio_within_the_duration_limit(owner, target, settings):
     assert recording.status == Recording.Status.AVAILABLE
     assert recording.duration_ms == pytest.approx(30_000, abs=600)
     assert recording.sha256 == hashlib.sha256(audio).hexdigest()
+
+
+# --- The campaigns' contact import (POST /api/crm/imports) -----------------------------------------------------
+
+
+@pytest.fixture
+def manager(world: World) -> APIClient:
+    return world.api_client(MANAGER)
+
+
+class NoImport:
+    """Asserts that a refused CSV upload left no import row and no file in the media storage."""
+
+    def __init__(self, media_root: Path) -> None:
+        self.media_root = media_root
+        self.files = files_under(media_root) if media_root.exists() else set()
+        self.imports = ContactImport.objects.count()
+
+    def assert_unchanged(self, response: Any) -> None:
+        assert 400 <= response.status_code < 500, (response.status_code, response.content[:500])
+        assert set(response.json()) >= {"detail", "code"}, response.json()
+        assert ContactImport.objects.count() == self.imports
+        assert (files_under(self.media_root) if self.media_root.exists() else set()) == self.files
+
+
+def import_raw(client: APIClient, body: bytes, content_type: str = "text/csv", **extra: Any) -> Any:
+    return client.post("/api/crm/imports", body, content_type=content_type, **extra)
+
+
+NOT_CSV = {
+    "png": PNG,
+    "zip": zip_of("contacts.csv", b"name,phone\nAda,+12025550142\n"),
+    "xlsx-like-zip": zip_of("xl/workbook.xml", b"<workbook/>"),
+    "gzip": gzip.compress(b"name,phone\n" * 1000),
+    "elf-binary": b"\x7fELF\x02\x01\x01" + b"\x00" * 200,
+    "wav": tiny_wav(),
+}
+
+
+@pytest.mark.parametrize("label", list(NOT_CSV))
+def test_it_refuses_a_contact_import_that_is_not_csv(manager, settings, label):
+    nothing = NoImport(Path(settings.MEDIA_ROOT))
+    response = import_raw(manager, NOT_CSV[label])
+    assert response.status_code in {400, 415}
+    nothing.assert_unchanged(response)
+    upload = SimpleUploadedFile("contacts.csv", NOT_CSV[label], content_type="text/csv")
+    response = manager.post("/api/crm/imports", {"file": upload}, format="multipart")
+    assert response.status_code in {400, 415}
+    nothing.assert_unchanged(response)
+
+
+def test_it_refuses_an_oversize_contact_import(manager, settings):
+    settings.CONTACT_IMPORT_MAX_BYTES = 1_000
+    nothing = NoImport(Path(settings.MEDIA_ROOT))
+    body = b"name,phone\n" + b"Ada Lovelace,+12025550142\n" * 100
+    response = import_raw(manager, body)
+    assert response.status_code == 413
+    nothing.assert_unchanged(response)
+
+
+def test_it_does_not_inflate_a_gzip_bomb_sent_as_a_contact_import(manager, settings):
+    bomb = _bomb(200 * 1024 * 1024)
+    nothing = NoImport(Path(settings.MEDIA_ROOT))
+    tracemalloc.start()
+    try:
+        response = import_raw(manager, bomb, HTTP_CONTENT_ENCODING="gzip")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 * 1024 * 1024, f"{peak / 1e6:.0f} MB: the body was inflated"
+    assert response.status_code in {400, 415}
+    nothing.assert_unchanged(response)
+
+
+def test_it_refuses_an_empty_contact_import(manager, settings):
+    nothing = NoImport(Path(settings.MEDIA_ROOT))
+    response = import_raw(manager, b"")
+    assert 400 <= response.status_code < 500
+    nothing.assert_unchanged(response)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="campaigns finding (reported, theirs to fix): the contact import keeps one file of a multipart form "
+    "with several and drops the others in silence",
+)
+def test_it_refuses_several_files_in_one_contact_import(manager, settings):
+    nothing = NoImport(Path(settings.MEDIA_ROOT))
+    first = SimpleUploadedFile("a.csv", b"name,phone\nAda,+12025550142\n", content_type="text/csv")
+    second = SimpleUploadedFile("b.csv", b"name,phone\nGrace,+12025550143\n", content_type="text/csv")
+    response = manager.post("/api/crm/imports", {"file": [first, second]}, format="multipart")
+    assert response.status_code == 400
+    nothing.assert_unchanged(response)

@@ -6,6 +6,7 @@ response that denies access is checked for their absence, a response that grants
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import wave
@@ -29,6 +30,7 @@ from tests.factories import (
     make_integration,
     make_token,
 )
+from tests.security.campaign_world import CampaignWorld, build_campaign_world
 
 ANONYMOUS = "anonymous"
 OWNER = "owner"  # alice, agent of Sales, owns the session
@@ -119,15 +121,22 @@ class World:
     def client(self, role: str, *, api: bool) -> Client:
         return self.api_client(role) if api else self.page_client(role)
 
+    @functools.cached_property
+    def campaigns(self) -> CampaignWorld:
+        """The campaigns app's objects, built only for the routes that need them."""
+        return build_campaign_world(sales=self.sales, carol=self.carol, alice=self.alice)
+
     def snapshot(self) -> dict[str, Any]:
         """What an outsider's request must leave as it was."""
         return {
-            "session": CallSession.objects.filter(pk=self.session.pk).values().get(),
+            # None once deleted: the Django admin may delete it outright.
+            "session": CallSession.objects.filter(pk=self.session.pk).values().first(),
             "notes": list(Note.objects.filter(session=self.session).values_list("id", "body", "author_id")),
             "events": self.session.events.count(),
             "recording": list(Recording.objects.filter(session=self.session).values_list("file", "sha256", "status")),
             "transcript": CallSession.objects.filter(pk=self.session.pk, transcript__isnull=False).exists(),
             "alice_token_revoked": ApiToken.objects.get(pk=self.alice_token.pk).revoked_at,
+            "campaigns": self.campaigns.snapshot() if "campaigns" in self.__dict__ else None,
         }
 
 
