@@ -30,23 +30,16 @@ Exits non-zero on a crash only; a missed target shows as ``"ok": false``.
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import signal
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
-from types import FrameType
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # crm, calls: the script runs as bench/<file>.py from anywhere
+import _env  # first: puts the project on sys.path
 
 BENCH_DATABASE = "callbook_bench_list"
 BIG, SMALL = 100_000, 100
@@ -60,59 +53,6 @@ DEEP = {BIG: 90_000, SMALL: 49}  # the cursor row's position (from 0) for the de
 ROW_RE = re.compile(r'<tr data-href="/calls/')
 # The whole script must stay well under 3 minutes; past this it is a hang, and it aborts.
 HARD_LIMIT_SECONDS = 170
-
-
-# --- Environment -------------------------------------------------------------------------------------------
-
-
-def postgres_url() -> str | None:
-    """The PostgreSQL server asked for by DATABASE_URL; any other URL is ignored (bench data goes to a temp DB)."""
-    url = os.environ.get("DATABASE_URL", "")
-    return url if url.split("://", 1)[0] in {"postgres", "postgresql", "pgsql", "psql"} else None
-
-
-def _with_database(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
-
-
-def _pg_admin(url: str, statement: str) -> None:
-    import psycopg
-    from psycopg import sql
-
-    # The maintenance database: the one named in DATABASE_URL may not exist, and the bench one is being dropped.
-    with psycopg.connect(_with_database(url, "postgres"), autocommit=True, connect_timeout=5) as conn:
-        conn.execute(sql.SQL(statement).format(sql.Identifier(BENCH_DATABASE)))
-
-
-def bench_env(var_dir: Path, pg: str | None) -> dict[str, str]:
-    env = dict(os.environ)
-    # Nothing outside the temp folder (and the bench database) may be touched: no shared cache, no broker.
-    for name in (
-        "DATABASE_URL",
-        "REDIS_URL",
-        "CELERY_BROKER_URL",
-        "CELERY_RESULT_BACKEND",
-        "RECORDINGS_S3_BUCKET",
-        "STATIC_ROOT",
-        "SECRET_KEY_FILE",
-        "TIME_ZONE",
-    ):
-        env.pop(name, None)
-    env.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "crm.settings",
-            "CALLBOOK_VAR_DIR": str(var_dir),
-            "RECORDINGS_ROOT": str(var_dir / "recordings"),
-            "DEBUG": "0",
-            "SECRET_KEY": "bench-only-secret-key-" + os.urandom(16).hex(),
-            "SECURE_SSL_REDIRECT": "false",
-            "ALLOWED_HOSTS": "testserver",
-            "LOG_LEVEL": "WARNING",
-        }
-    )
-    if pg is not None:
-        env["DATABASE_URL"] = _with_database(pg, BENCH_DATABASE)
-    return env
 
 
 # --- Data --------------------------------------------------------------------------------------------------
@@ -205,11 +145,10 @@ def _seed_team(name: str, calls: int) -> TeamSetup:
 
 
 def setup_django() -> None:
-    import django
     from django.core.management import call_command
     from django.test.utils import override_settings
 
-    django.setup()
+    _env.setup_django(migrate=False)  # migrated below, once the overrides are in place
     # Templates name static files; without collectstatic's manifest, serve their plain names.
     override_settings(
         STORAGES={
@@ -331,16 +270,6 @@ def _print_plan(execute: Any, sql: str, params: Any, many: bool, context: Any) -
 # --- Report ------------------------------------------------------------------------------------------------
 
 
-def result(*, name: str, value: float, baseline: float, unit: str, target: str, ok: bool) -> None:
-    ratio = round(value / baseline, 2) if baseline else 0.0
-    row = {"name": name, "value": value, "baseline": baseline, "unit": unit, "ratio": ratio, "target": target, "ok": ok}
-    print("RESULT " + json.dumps(row), flush=True)
-
-
-def _on_alarm(signum: int, frame: FrameType | None) -> None:
-    raise TimeoutError(f"benchmark exceeded {HARD_LIMIT_SECONDS} s")
-
-
 def remove_team_calls(setup: TeamSetup) -> None:
     """Back to a small database: the big team's sessions go (they have no events, recordings or notes)."""
     from django.db import connection
@@ -388,25 +317,10 @@ def run() -> tuple[dict[str, Figure], dict[str, Figure], dict[str, Figure], dict
 
 def main() -> int:
     began = time.monotonic()
-    signal.signal(signal.SIGALRM, _on_alarm)
-    signal.alarm(HARD_LIMIT_SECONDS)
-    pg = postgres_url()
-    with tempfile.TemporaryDirectory(prefix="callbook-bench-") as tmp:
-        env = bench_env(Path(tmp), pg)
-        (Path(tmp) / "staticfiles").mkdir()  # whitenoise warns about a missing STATIC_ROOT
-        try:
-            if pg is not None:
-                _pg_admin(pg, "DROP DATABASE IF EXISTS {} WITH (FORCE)")  # left over from an interrupted run
-                _pg_admin(pg, "CREATE DATABASE {}")
-            os.environ.clear()
-            os.environ.update(env)
-            before, at_scale, among, after = run()
-        finally:
-            if pg is not None:
-                from django.db import connections
-
-                connections.close_all()
-                _pg_admin(pg, "DROP DATABASE IF EXISTS {} WITH (FORCE)")
+    _env.hard_limit(HARD_LIMIT_SECONDS)
+    # TIME_ZONE unset: the pages render in the default zone, the same whatever the caller's environment says.
+    with _env.bench_environment(database=BENCH_DATABASE, unset=("TIME_ZONE",)):
+        before, at_scale, among, after = run()
     # The baseline is measured before the big team's calls exist and again after they are deleted: the mean of the
     # two brackets whatever the machine's speed did in between (the control request shows how much that was).
     alone = {
@@ -420,24 +334,26 @@ def main() -> int:
     for label in PAGES:
         big, small = at_scale[label], alone[label]
         ratio = big.ms / small.ms if small.ms else float("inf")
-        result(
+        _env.result(
             name=f"list {label}: {BIG // 1000}k / {SMALL} sessions",
             value=big.ms,
             baseline=small.ms,
             unit="ms",
             target=f"< {TARGET:.2f}",
             ok=ratio < TARGET and big.queries == small.queries == after[label].queries,
+            digits=2,
         )
     crowded = among["default page"]
-    result(
+    _env.result(
         name=f"list default page, {SMALL}-call team among {BIG // 1000}k",
         value=crowded.ms,
         baseline=alone["default page"].ms,
         unit="ms",
         target=f"< {TARGET:.2f} (informative)",
         ok=crowded.ms / alone["default page"].ms < TARGET if alone["default page"].ms else False,
+        digits=2,
     )
-    print(f"done in {time.monotonic() - began:.1f} s")
+    print(f"done in {time.monotonic() - began:.1f} s; {_env.load_note()}")
     return 0
 
 

@@ -36,10 +36,8 @@ import os
 import pstats
 import re
 import resource
-import signal
 import struct
 import sys
-import tempfile
 import time
 import tracemalloc
 import uuid
@@ -49,13 +47,10 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import FrameType
 from typing import Any
 from unittest import mock
-from urllib.parse import urlsplit, urlunsplit
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # crm, calls: the script runs as bench/<file>.py from anywhere
+import _env  # first: puts the project on sys.path
 
 BENCH_DATABASE = "callbook_bench_sweep"
 TARGET_FOLDERS = 100_000
@@ -76,91 +71,6 @@ OWNER = "bench-agent"
 
 
 # --- Environment -------------------------------------------------------------------------------------------
-
-
-def postgres_url() -> str | None:
-    """The PostgreSQL server asked for by DATABASE_URL; any other URL is ignored (bench data goes to a temp DB)."""
-    url = os.environ.get("DATABASE_URL", "")
-    return url if url.split("://", 1)[0] in {"postgres", "postgresql", "pgsql", "psql"} else None
-
-
-def _with_database(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
-
-
-def _pg_admin(url: str, statement: str) -> None:
-    import psycopg
-    from psycopg import sql
-
-    # The maintenance database: the one named in DATABASE_URL may not exist, and the bench one is being dropped.
-    with psycopg.connect(_with_database(url, "postgres"), autocommit=True, connect_timeout=5) as conn:
-        conn.execute(sql.SQL(statement).format(sql.Identifier(BENCH_DATABASE)))
-
-
-def pg_recreate(url: str) -> None:
-    pg_drop(url)  # left over from an interrupted run
-    _pg_admin(url, "CREATE DATABASE {}")
-
-
-def pg_drop(url: str) -> None:
-    _pg_admin(url, "DROP DATABASE IF EXISTS {} WITH (FORCE)")
-
-
-def store_parent() -> str | None:
-    """Where the folder store goes: tmpfs when there is one with room, else the default temp folder.
-
-    Both sides of every ratio read the tree from memory either way (warm dentry and inode caches); tmpfs only
-    spares the set-up and clean-up: on a disk file system mounted with ``discard`` removing 100,000 folders was
-    measured at about 5 ms per entry, minutes on its own.
-    """
-    shm = Path("/dev/shm")  # noqa: S108  # only a parent: the store is a private mkdtemp folder in it
-    try:
-        stats = os.statvfs(shm)
-    except OSError:
-        return None
-    room = stats.f_bavail * stats.f_frsize
-    return str(shm) if os.access(shm, os.W_OK) and room > 2 * 1024**3 else None
-
-
-def bench_env(var_dir: Path, store: Path, pg: str | None) -> dict[str, str]:
-    env = dict(os.environ)
-    # Nothing outside the temp folder (and the bench database) may be touched: no shared cache, no broker.
-    for name in (
-        "DATABASE_URL",
-        "REDIS_URL",
-        "CELERY_BROKER_URL",
-        "CELERY_RESULT_BACKEND",
-        "RECORDINGS_S3_BUCKET",
-        "STATIC_ROOT",
-        "SECRET_KEY_FILE",
-    ):
-        env.pop(name, None)
-    env.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "crm.settings",
-            "CALLBOOK_VAR_DIR": str(var_dir),
-            "RECORDINGS_ROOT": str(store / "recordings"),
-            "DEBUG": "0",
-            "SECRET_KEY": "bench-only-secret-key-" + os.urandom(16).hex(),
-            "LOG_LEVEL": "WARNING",
-            "TRANSCRIPTION_BACKEND": "none",
-        }
-    )
-    if pg is not None:
-        env["DATABASE_URL"] = _with_database(pg, BENCH_DATABASE)
-    return env
-
-
-class Budget:
-    def __init__(self, seconds: float) -> None:
-        self.deadline = time.monotonic() + seconds
-
-    def left(self) -> float:
-        return self.deadline - time.monotonic() - RESERVE_SECONDS
-
-
-def _on_alarm(signum: int, frame: FrameType | None) -> None:
-    raise TimeoutError(f"benchmark exceeded {HARD_LIMIT_SECONDS} s")
 
 
 def max_rss_mb() -> float:
@@ -477,20 +387,6 @@ def profile_first_sweep() -> str:
 # --- Report ------------------------------------------------------------------------------------------------
 
 
-def result(*, name: str, value: float, baseline: float, unit: str, target: str, ok: bool) -> None:
-    ratio = round(value / baseline, 3) if baseline else 0.0
-    row = {
-        "name": name,
-        "value": round(value, 3),
-        "baseline": round(baseline, 3),
-        "unit": unit,
-        "ratio": ratio,
-        "target": target,
-        "ok": ok,
-    }
-    print("RESULT " + json.dumps(row), flush=True)
-
-
 def describe(sweep: Sweep, listing_seconds: float) -> None:
     per_folder = sweep.seconds / sweep.folders * 1000 if sweep.folders else 0.0
     print(
@@ -529,36 +425,20 @@ def describe_costs(sweep: Sweep) -> None:
 
 def main() -> int:  # noqa: PLR0915  # one linear script: phases read top to bottom
     began = time.monotonic()
-    signal.signal(signal.SIGALRM, _on_alarm)
-    signal.alarm(HARD_LIMIT_SECONDS)
-    budget = Budget(HARD_LIMIT_SECONDS)
-    pg = postgres_url()
-    django_ready = False
-    with (
-        tempfile.TemporaryDirectory(prefix="callbook-bench-sweep-") as tmp,
-        tempfile.TemporaryDirectory(prefix="callbook-bench-sweep-store-", dir=store_parent()) as store_tmp,
-    ):
-        env = bench_env(Path(tmp), Path(store_tmp), pg)
+    _env.hard_limit(HARD_LIMIT_SECONDS)
+    budget = _env.Budget(HARD_LIMIT_SECONDS, reserve=RESERVE_SECONDS)
+    with _env.bench_environment(database=BENCH_DATABASE, recordings_on_tmpfs=True) as bench:
         try:
-            if pg is not None:
-                pg_recreate(pg)
-            os.environ.clear()
-            os.environ.update(env)
-            import django
-            from django.core.management import call_command
+            _env.setup_django()
             from django.db import connection
 
-            django.setup()
-            django_ready = True
-            call_command("migrate", interactive=False, verbosity=0)
             seed_owner()
             print(
-                f"Callbook orphan sweep bench: {connection.vendor} ({connection.settings_dict['NAME']}), "
-                f"{os.cpu_count()} CPUs; {KNOWN_SHARE:.0%} of folders with a session row, 1 in {META_EVERY} with a "
-                "meta.json; ingest queueing replaced by a counter",
+                f"Callbook orphan sweep bench: {_env.vendor()}; {KNOWN_SHARE:.0%} of folders with a session row, 1 in "
+                f"{META_EVERY} with a meta.json; ingest queueing replaced by a counter; {_env.load_note()}",
                 flush=True,
             )
-            store = Store(root=Path(env["RECORDINGS_ROOT"]) / "sessions")
+            store = Store(root=bench.recordings / "sessions")
 
             # Phase 1: 10,000 folders, first and second sweep for real.
             t0 = time.perf_counter()
@@ -662,18 +542,12 @@ def main() -> int:  # noqa: PLR0915  # one linear script: phases read top to bot
                 profile = profile_first_sweep()
             connection.close()
         finally:
-            if django_ready:
-                from django.db import connections
-
-                connections.close_all()
-            if pg is not None:
-                pg_drop(pg)
-        t0 = time.monotonic()
+            t0 = time.monotonic()  # the temp store goes when the block ends
     print(f"temp store removed in {time.monotonic() - t0:.1f} s; max RSS {max_rss_mb():.0f} MB")
     if profile:
         print(f"cProfile of a first sweep over {PROFILE_FOLDERS} folders (90 % known), top functions:\n{profile}")
 
-    result(
+    _env.result(
         name="sweep 10k: first / listing",
         value=first_10k.seconds,
         baseline=listing_10k,
@@ -683,7 +557,7 @@ def main() -> int:  # noqa: PLR0915  # one linear script: phases read top to bot
     )
     first_value = first_100k.seconds if first_100k else estimate
     first_name = "sweep 100k: first / listing" + ("" if first_100k else " (est. from 10k)")
-    result(
+    _env.result(
         name=first_name,
         value=first_value,
         baseline=listing_100k,
@@ -691,7 +565,7 @@ def main() -> int:  # noqa: PLR0915  # one linear script: phases read top to bot
         target=f"<= {FIRST_TARGET:.2f}",
         ok=first_value <= FIRST_TARGET * listing_100k,
     )
-    result(
+    _env.result(
         name="sweep 10k: second / first",
         value=second_10k.seconds,
         baseline=first_10k.seconds,
@@ -699,7 +573,7 @@ def main() -> int:  # noqa: PLR0915  # one linear script: phases read top to bot
         target=f"< {SECOND_TARGET:.2f}",
         ok=second_10k.seconds < SECOND_TARGET * first_10k.seconds,
     )
-    result(
+    _env.result(
         name="sweep 100k: second / first" + ("" if first_100k else " (first est.)"),
         value=second_100k.seconds,
         baseline=first_value,
@@ -709,7 +583,7 @@ def main() -> int:  # noqa: PLR0915  # one linear script: phases read top to bot
     )
     if orphans_run is not None:
         variant_first, variant_listing = orphans_run
-        result(
+        _env.result(
             name=f"sweep {variant_first.folders} all orphans: first / listing",
             value=variant_first.seconds,
             baseline=variant_listing,
