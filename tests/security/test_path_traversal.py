@@ -193,3 +193,60 @@ def test_it_plants_sentinels_the_app_could_reach_if_it_joined_raw_ids(sentinels:
     assert (root / ".." / ODD_IDS["to-sentinel-in-root"]).resolve() == sentinels[0].resolve()
     assert (root / ".." / ODD_IDS["to-sentinel-outside-root"]).resolve() == sentinels[1].resolve()
     assert all(path.read_text() == SENTINEL for path in sentinels)
+
+
+ARABIC_INDIC = str.maketrans("0123456789", "\u0660\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668\u0669")
+
+
+def look_alikes(valid: str) -> dict[str, str]:
+    """Other spellings of a real id that int() or a lax parser would read as the same object."""
+    return {
+        "fullwidth": valid.translate(FULLWIDTH),
+        "arabic-indic-digits": valid.translate(ARABIC_INDIC),
+        "division-slash": valid.replace("-", "\u2215"),
+        "leading-space": f" {valid}",
+        "trailing-space": f"{valid} ",
+        "plus-sign": f"+{valid}",
+        "underscore": f"{valid[:1]}_{valid[1:]}" if len(valid) > 1 else f"{valid}_",
+    }
+
+
+# Campaign routes read their ids with int(), which takes " 1", "+1", "1_0" and any Unicode digits: the same object
+# under other names. Access is still checked (no one sees more), but the id is not canonical. Reported to the
+# campaigns app's authors; strict, so the entry goes once fixed.
+LAX_ID_ROUTES = {"campaign_id", "run_id", "contact_id", "entry_id", "import_id"}
+
+
+def look_alike_cases() -> Iterator[Any]:
+    for route in ROUTES_WITH_IDS:
+        if route.is_admin_site:
+            continue  # Django admin's int() reading of ids is Django's (see _assert_refused)
+        for kwarg in route.kwargs:
+            marks = []
+            if kwarg in LAX_ID_ROUTES:
+                marks.append(pytest.mark.xfail(strict=True, reason="campaigns finding, reported: int() ids"))
+            yield pytest.param(route, kwarg, id=f"{route.key}-{kwarg}", marks=marks)
+
+
+@pytest.mark.parametrize(("route", "kwarg"), list(look_alike_cases()))
+def test_it_answers_look_alikes_of_a_real_id_as_a_missing_one(world: World, route: Route, kwarg: str):
+    """Another spelling of a real id gets what an id that exists nowhere gets, and acts on nothing."""
+    valid = _valid_kwargs(world, route)
+    real = str(valid[kwarg])
+    missing = "00000000-0000-4000-8000-000000000000" if "-" in real else "987654321"
+    client = world.client(ADMIN, api=route.is_api)
+    entry = REGISTRY.get(route.name or "")
+    for method in route.methods:
+        request = entry.body(world, method, ADMIN) if entry is not None else NO_BODY
+        expected = send(client, method, fill(route, {**valid, kwarg: missing}), request).status_code
+        for label, alias in look_alikes(real).items():
+            if alias == real:
+                continue  # nothing to spell otherwise (no digit, no dash)
+            url = fill(route, {**valid, kwarg: alias})
+            before = world.snapshot()
+            response = send(client, method, url, request)
+            where = f"{method} {url!r} ({label} of {real})"
+            _assert_refused(route, where, response, body_of(response), alias)
+            # The router may refuse the spelling itself (404) where a missing id reaches a view that redirects.
+            assert response.status_code in {404, expected}, f"{where}: {response.status_code}, not {expected}"
+            assert world.snapshot() == before, f"{where}: acted on the object the real id names"
