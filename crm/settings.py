@@ -317,8 +317,11 @@ else:
         # filesystem broker deletes a message when a worker reads it: nothing is redelivered, and beat's
         # retry_failed_ingests re-queues the ingest from the database once its claim lease has run out.)
         "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600),
-        "socket_connect_timeout": 3,
-        "socket_timeout": 5,
+        # A Redis that hangs (a frozen machine, a partition) instead of refusing costs every command this long, and
+        # a request that queues a task waits for up to three (see the publish retry policy below): short, since
+        # Redis answers in well under a millisecond.
+        "socket_connect_timeout": 2,
+        "socket_timeout": 2,
     }
 CELERY_BROKER_CONNECTION_TIMEOUT = 3
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
@@ -358,8 +361,9 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     },
 }
 # A publish to a broker that is down gives up quickly: the work stays recorded in the database and the periodic
-# jobs queue it again, so a request never hangs on the broker.
-CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
+# jobs queue it again, so a request never hangs on the broker. One retry, on a fresh connection, rides out a blip;
+# every further one would cost a hung broker two more socket timeouts (the new connection's handshake, the publish).
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
 
 # --- Security ---------------------------------------------------------------------------------------------
 
