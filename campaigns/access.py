@@ -11,6 +11,8 @@ Every page and endpoint of the app goes through these helpers, so one rule decid
 
 from __future__ import annotations
 
+import re
+
 from django.db.models import Q, QuerySet
 
 from campaigns.models import Campaign, Contact, ContactImport, DoNotCall, Run
@@ -35,6 +37,21 @@ class ImportNotFound(Exception):
 
 class NotAllowed(Exception):
     """The user may see the object but not change it (an agent pressing pause): 403 with a reason."""
+
+
+# The one spelling of an id: ASCII digits, no sign, padding or leading zero. int() would also take " 7", "+7",
+# "0_7" and any Unicode digits (fullwidth "7"), the same row under endless names; a bigint has at most 19 digits.
+_ID_RE = re.compile(r"\A(?:0|[1-9][0-9]{0,18})\Z")
+
+
+def parse_object_id(raw: int | str) -> int | None:
+    """The id an URL names, or None when it is not an id's canonical spelling (callers answer 404)."""
+    if isinstance(raw, int):
+        return raw if 0 <= raw < 2**63 else None
+    if not _ID_RE.match(raw):
+        return None
+    value = int(raw)
+    return value if value < 2**63 else None
 
 
 def managed_team_ids(*, user: User) -> QuerySet[Team, int]:
@@ -68,8 +85,11 @@ def can_control_campaign(*, user: User, campaign: Campaign) -> bool:
 
 
 def get_campaign_for_user(*, user: User, campaign_id: int | str) -> Campaign:
+    pk = parse_object_id(campaign_id)
+    if pk is None:
+        raise CampaignNotFound(str(campaign_id)[:100])
     try:
-        return visible_campaigns(user=user).get(pk=int(campaign_id))
+        return visible_campaigns(user=user).get(pk=pk)
     except (Campaign.DoesNotExist, ValueError, TypeError, OverflowError):
         raise CampaignNotFound(str(campaign_id)[:100]) from None
 
@@ -91,8 +111,11 @@ def visible_runs(*, user: User) -> QuerySet[Run]:
 
 
 def get_run_for_user(*, user: User, run_id: int | str) -> Run:
+    pk = parse_object_id(run_id)
+    if pk is None:
+        raise RunNotFound(str(run_id)[:100])
     try:
-        return visible_runs(user=user).get(pk=int(run_id))
+        return visible_runs(user=user).get(pk=pk)
     except (Run.DoesNotExist, ValueError, TypeError, OverflowError):
         raise RunNotFound(str(run_id)[:100]) from None
 
@@ -128,8 +151,11 @@ def visible_contacts(*, user: User) -> QuerySet[Contact]:
 
 
 def get_contact_for_user(*, user: User, contact_id: int | str) -> Contact:
+    pk = parse_object_id(contact_id)
+    if pk is None:
+        raise ContactNotFound(str(contact_id)[:100])
     try:
-        return visible_contacts(user=user).get(pk=int(contact_id))
+        return visible_contacts(user=user).get(pk=pk)
     except (Contact.DoesNotExist, ValueError, TypeError, OverflowError):
         raise ContactNotFound(str(contact_id)[:100]) from None
 
@@ -141,8 +167,11 @@ def visible_imports(*, user: User) -> QuerySet[ContactImport]:
 
 
 def get_import_for_user(*, user: User, import_id: int | str) -> ContactImport:
+    pk = parse_object_id(import_id)
+    if pk is None:
+        raise ImportNotFound(str(import_id)[:100])
     try:
-        return visible_imports(user=user).get(pk=int(import_id))
+        return visible_imports(user=user).get(pk=pk)
     except (ContactImport.DoesNotExist, ValueError, TypeError, OverflowError):
         raise ImportNotFound(str(import_id)[:100]) from None
 

@@ -213,6 +213,14 @@ class ImportUploadForm(DescribedErrorsMixin, forms.Form):
         else:
             del self.fields["team"]
 
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        # A form field keeps the last of several files: refuse them rather than import one and drop the rest.
+        count = sum(len(self.files.getlist(name)) for name in self.files) if self.files else 0
+        if count > 1:
+            self.add_error("file", f"Choose one CSV file per import; this upload has {count} files.")
+        return cleaned
+
     def service_error(self, field: str | None, message: str) -> None:
         self.add_error(field if field in self.fields else "file", message)
         self.describe_errors()

@@ -16,6 +16,7 @@ from calls.models import CallSession
 from calls.selectors import visible_sessions
 from campaigns.access import (
     managed_team_ids,
+    parse_object_id,
     visible_contacts,
     visible_do_not_call,
     visible_imports,
@@ -116,8 +117,11 @@ def dnc_list(*, user: User, q: str = "", team: int | None = None, phone: str = "
 
 
 def get_dnc_entry_for_user(*, user: User, entry_id: int | str) -> DoNotCall:
+    pk = parse_object_id(entry_id)
+    if pk is None:
+        raise DncEntryNotFound(str(entry_id)[:100])
     try:
-        return visible_do_not_call(user=user).select_related("team").get(pk=int(entry_id))
+        return visible_do_not_call(user=user).select_related("team").get(pk=pk)
     except (DoNotCall.DoesNotExist, ValueError, TypeError, OverflowError):
         raise DncEntryNotFound(str(entry_id)[:100]) from None
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from django.db.models import Field
 from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from campaigns.dialers import DialerSettingsInvalid, dialer_build
@@ -37,6 +38,24 @@ def public_dialer_settings(settings: dict[str, Any]) -> dict[str, Any]:
 # --- Campaigns ---------------------------------------------------------------------------------------------
 
 
+@extend_schema_field(
+    {
+        "type": "string",
+        "pattern": r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?$",
+        "example": "09:00:00",
+    }
+)
+class LocalTimeField(serializers.TimeField):
+    """A wall-clock time ("09:00" or "09:00:00") that applies in each contact's own time zone, so it carries no
+    offset. OpenAPI's "time" format is RFC 3339's, which requires one: documented as a pattern instead."""
+
+    def to_internal_value(self, value: Any) -> dt.time:
+        parsed = super().to_internal_value(value)
+        if parsed.tzinfo is not None:
+            self.fail("invalid", format="hh:mm[:ss], a local time without an offset")
+        return parsed
+
+
 class CampaignOutputSerializer(serializers.ModelSerializer[Campaign]):
     url = serializers.SerializerMethodField()
     runs_url = serializers.SerializerMethodField()
@@ -46,6 +65,8 @@ class CampaignOutputSerializer(serializers.ModelSerializer[Campaign]):
     agents = serializers.SerializerMethodField()
     dialer_settings = serializers.SerializerMethodField()
     contacts_count = serializers.SerializerMethodField(help_text="Contacts on the explicit list (0: the filter).")
+    window_start = LocalTimeField(read_only=True)
+    window_end = LocalTimeField(read_only=True)
 
     class Meta:
         model = Campaign
@@ -126,8 +147,8 @@ class CampaignInputSerializer(serializers.Serializer[dict[str, Any]]):
     window_days = serializers.ListField(
         child=serializers.IntegerField(min_value=1, max_value=7), required=False, max_length=7
     )
-    window_start = serializers.TimeField(required=False)
-    window_end = serializers.TimeField(required=False)
+    window_start = LocalTimeField(required=False)
+    window_end = LocalTimeField(required=False)
     default_timezone = serializers.CharField(required=False, max_length=64)
     max_concurrent_calls = serializers.IntegerField(required=False, min_value=1, max_value=1000)
     max_calls_per_minute = serializers.IntegerField(required=False, min_value=1, max_value=10_000)

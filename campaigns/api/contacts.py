@@ -316,6 +316,12 @@ class DoNotCallDetailApi(ContactsApiView):
 def _raw_upload(request: Request) -> tuple[bytes, str | None, Any]:
     """(bytes, file name, the options' source) of a multipart upload's ``file`` part or of a raw CSV body."""
     if request.content_type.startswith("multipart/form-data"):
+        # One file per import: a second one (under any name) is refused rather than dropped in silence.
+        parts = [upload for name in request.FILES for upload in request.FILES.getlist(name)]
+        if len(parts) > 1:
+            raise ImportFileRejected(
+                f"Send one CSV file per import; this upload has {len(parts)} files.", code="one_file_only"
+            )
         upload = request.FILES.get("file")
         if upload is None:
             raise ImportFileRejected("A multipart upload needs its file in a part named 'file'.", code="missing_file")
@@ -490,6 +496,8 @@ class RowPagination(CursorPagination):
 
 
 class ImportRowsApi(ContactsApiView):
+    pagination_class = RowPagination
+
     @extend_schema(
         operation_id="contact_imports_rows",
         parameters=[s.ImportRowFilterInputSerializer],

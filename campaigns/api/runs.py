@@ -48,6 +48,7 @@ class RunNotFoundError(exceptions.NotFound):
 
 
 ERRORS = {
+    400: OpenApiResponse(description="Invalid input (an unknown parameter or field): `{detail, code, errors}`."),
     401: OpenApiResponse(description="Missing or invalid token."),
     404: OpenApiResponse(description="No such campaign/run, or not yours to see: `{detail, code}`."),
 }
@@ -142,6 +143,9 @@ def _agents(*, team: Team, usernames: list[str]) -> list[User]:
 
 
 class CampaignListCreateApi(CampaignsApiView):
+    # Also what the schema generator reads to document the answer as a page, not a bare array.
+    pagination_class = CampaignPagination
+
     @extend_schema(
         operation_id="campaigns_list",
         responses={200: s.CampaignOutputSerializer(many=True), **ERRORS},
@@ -210,6 +214,9 @@ class CampaignDetailApi(CampaignsApiView):
 
 
 class CampaignRunsApi(CampaignsApiView):
+    # Also what the schema generator reads to document the answer as a page, not a bare array.
+    pagination_class = RunPagination
+
     @extend_schema(
         operation_id="campaigns_runs_list",
         responses={200: s.RunOutputSerializer(many=True), **ERRORS},
@@ -292,6 +299,9 @@ class RunCancelApi(CampaignsApiView):
 
 
 class RunDialsApi(CampaignsApiView):
+    # Also what the schema generator reads to document the answer as a page, not a bare array.
+    pagination_class = DialPagination
+
     @extend_schema(
         operation_id="runs_dials_list",
         responses={200: s.DialOutputSerializer(many=True), **ERRORS},
@@ -304,6 +314,9 @@ class RunDialsApi(CampaignsApiView):
 
 
 class RunLogApi(CampaignsApiView):
+    # Also what the schema generator reads to document the answer as a page, not a bare array.
+    pagination_class = LogPagination
+
     @extend_schema(
         operation_id="runs_log_list",
         responses={200: s.RunLogOutputSerializer(many=True), **ERRORS},

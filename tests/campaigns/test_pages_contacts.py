@@ -309,6 +309,15 @@ def test_it_refuses_a_bad_file_on_the_upload_form(client_for, carol, media_root)
     assert not ContactImport.objects.exists()
 
 
+def test_it_refuses_several_files_on_the_upload_form(client_for, carol, media_root):
+    first = SimpleUploadedFile("a.csv", b"Name,Phone\nAda,+12025550142\n", content_type="text/csv")
+    second = SimpleUploadedFile("b.csv", b"Name,Phone\nGrace,+12025550143\n", content_type="text/csv")
+    response = client_for(carol).post("/contacts/imports/", {"file": [first, second]})
+    assert response.status_code == 200
+    assert "Choose one CSV file per import; this upload has 2 files." in response.content.decode()
+    assert not ContactImport.objects.exists()
+
+
 def test_it_refuses_an_oversize_file_on_the_upload_form(client_for, carol, settings):
     settings.CONTACT_IMPORT_MAX_BYTES = 20
     response = client_for(carol).post("/contacts/imports/", {"file": SimpleUploadedFile("leads.csv", CSV)})

@@ -211,21 +211,12 @@ def look_alikes(valid: str) -> dict[str, str]:
     }
 
 
-# Campaign routes read their ids with int(), which takes " 1", "+1", "1_0" and any Unicode digits: the same object
-# under other names. Access is still checked (no one sees more), but the id is not canonical. Reported to the
-# campaigns app's authors; strict, so the entry goes once fixed.
-LAX_ID_ROUTES = {"campaign_id", "run_id", "contact_id", "entry_id", "import_id"}
-
-
 def look_alike_cases() -> Iterator[Any]:
     for route in ROUTES_WITH_IDS:
         if route.is_admin_site:
             continue  # Django admin's int() reading of ids is Django's (see _assert_refused)
         for kwarg in route.kwargs:
-            marks = []
-            if kwarg in LAX_ID_ROUTES:
-                marks.append(pytest.mark.xfail(strict=True, reason="campaigns finding, reported: int() ids"))
-            yield pytest.param(route, kwarg, id=f"{route.key}-{kwarg}", marks=marks)
+            yield pytest.param(route, kwarg, id=f"{route.key}-{kwarg}")
 
 
 @pytest.mark.parametrize(("route", "kwarg"), list(look_alike_cases()))

@@ -408,11 +408,6 @@ def test_it_refuses_an_empty_contact_import(manager, settings):
     nothing.assert_unchanged(response)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="campaigns finding (reported, theirs to fix): the contact import keeps one file of a multipart form "
-    "with several and drops the others in silence",
-)
 def test_it_refuses_several_files_in_one_contact_import(manager, settings):
     nothing = NoImport(Path(settings.MEDIA_ROOT))
     first = SimpleUploadedFile("a.csv", b"name,phone\nAda,+12025550142\n", content_type="text/csv")
