@@ -240,12 +240,21 @@ class Sweep:
     summary: str = ""
     statements: Counter[str] = field(default_factory=Counter)
     driver_seconds: float = 0.0
-    # _sweep_one by path: folders with a session row ("known") and orphans.
-    path_calls: Counter[str] = field(default_factory=Counter)
-    path_seconds: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
-    ledger_writes: int = 0
-    ledger_seconds: float = 0.0
+    # By step of the sweep (PHASES): the folders it was given, and its time.
+    phase_items: Counter[str] = field(default_factory=Counter)
+    phase_seconds: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
     traced_peak_mb: float | None = None
+
+
+# The sweep's steps, timed with ``detail`` (calls.maintenance attributes; each is given a batch or one folder).
+PHASES = (
+    ("list_session_folders", "listing the store (scandir + stat)"),
+    ("_ledger_signatures", "reading the ledger"),
+    ("_sweep_known", "folders with a session row (per folder)"),
+    ("_sweep_orphans", "orphans: looked at and adopted (per folder)"),
+    ("_sweep_one", "folders dealt with one by one"),
+    ("_ledger_write", "ledger upserts (per folder)"),
+)
 
 
 @contextmanager
@@ -257,7 +266,6 @@ def instrumented(sweep: Sweep, *, detail: bool) -> Iterator[None]:
     from django.db import connection
 
     from calls import maintenance
-    from calls.models import StorageFolder
 
     def enqueue(*, session_id: uuid.UUID) -> bool:
         sweep.queued += 1
@@ -266,25 +274,18 @@ def instrumented(sweep: Sweep, *, detail: bool) -> Iterator[None]:
     with ExitStack() as stack:
         stack.enter_context(mock.patch("calls.tasks.ingest_enqueue", enqueue))
         if detail:
-            original_one = maintenance._sweep_one
-            original_ledger = StorageFolder.objects.update_or_create
 
-            def sweep_one(*, session_id: uuid.UUID, has_row: bool, dry_run: bool, report: Any) -> str | None:
-                began = time.perf_counter()
-                try:
-                    return original_one(session_id=session_id, has_row=has_row, dry_run=dry_run, report=report)
-                finally:
-                    path = "known" if has_row else "orphan"
-                    sweep.path_calls[path] += 1
-                    sweep.path_seconds[path] += time.perf_counter() - began
+            def timed(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
+                def wrapper(*args: Any, **kwargs: Any) -> Any:
+                    began = time.perf_counter()
+                    try:
+                        return original(*args, **kwargs)
+                    finally:
+                        sweep.phase_seconds[name] += time.perf_counter() - began
+                        given = args[0] if args else kwargs.get("session_id")
+                        sweep.phase_items[name] += len(given) if isinstance(given, list | dict | set) else 1
 
-            def ledger_write(*args: Any, **kwargs: Any) -> Any:
-                began = time.perf_counter()
-                try:
-                    return original_ledger(*args, **kwargs)
-                finally:
-                    sweep.ledger_writes += 1
-                    sweep.ledger_seconds += time.perf_counter() - began
+                return wrapper
 
             def count_sql(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
                 began = time.perf_counter()
@@ -296,8 +297,8 @@ def instrumented(sweep: Sweep, *, detail: bool) -> Iterator[None]:
                     table = _TABLE_RE.search(sql)
                     sweep.statements[f"{verb} {table.group(1) if table else ''}".strip()] += 1
 
-            stack.enter_context(mock.patch.object(maintenance, "_sweep_one", sweep_one))
-            stack.enter_context(mock.patch.object(StorageFolder.objects, "update_or_create", ledger_write))
+            for name, _ in PHASES:
+                stack.enter_context(mock.patch.object(maintenance, name, timed(name, getattr(maintenance, name))))
             stack.enter_context(connection.execute_wrapper(count_sql))
         yield
 
@@ -399,21 +400,15 @@ def describe(sweep: Sweep, listing_seconds: float) -> None:
 def describe_costs(sweep: Sweep) -> None:
     total_statements = sum(sweep.statements.values())
     print(f"  where the {sweep.label}'s {sweep.seconds:.2f} s went:")
-    for path in ("known", "orphan"):
-        calls, seconds = sweep.path_calls[path], sweep.path_seconds[path]
-        if calls:
+    for name, label in PHASES:
+        items, seconds = sweep.phase_items[name], sweep.phase_seconds[name]
+        if items:
             print(
-                f"    _sweep_one, {path:<6} folders: {calls:>6} x {seconds / calls * 1000:.3f} ms = {seconds:6.2f} s "
+                f"    {label:<44} {items:>7} x {seconds / items * 1000:.4f} ms = {seconds:6.2f} s "
                 f"({seconds / sweep.seconds:.0%})"
             )
-    if sweep.ledger_writes:
-        print(
-            f"    StorageFolder.objects.update_or_create: {sweep.ledger_writes:>6} x "
-            f"{sweep.ledger_seconds / sweep.ledger_writes * 1000:.3f} ms = {sweep.ledger_seconds:6.2f} s "
-            f"({sweep.ledger_seconds / sweep.seconds:.0%})"
-        )
-    rest = sweep.seconds - sum(sweep.path_seconds.values()) - sweep.ledger_seconds
-    print(f"    the rest (listing, ledger read, batch lookups): {rest:.2f} s ({rest / sweep.seconds:.0%})")
+    rest = sweep.seconds - sum(sweep.phase_seconds.values())
+    print(f"    {'the rest (names parsed, batch lookups)':<44} {rest:17.2f} s ({rest / sweep.seconds:.0%})")
     print(
         f"    {total_statements} SQL statements ({total_statements / max(sweep.folders, 1):.1f} per folder); "
         f"{sweep.driver_seconds:.2f} s inside the database driver ({sweep.driver_seconds / sweep.seconds:.0%} of the "
@@ -502,8 +497,9 @@ def main() -> int:  # noqa: PLR0915  # one linear script: phases read top to bot
 
             # Phase 3 (informative, if time allows): all orphans, then a cProfile of a mixed first sweep.
             orphans_run: tuple[Sweep, float] | None = None
-            per_orphan = first_10k.path_seconds["orphan"] / max(first_10k.path_calls["orphan"], 1)
-            per_orphan += first_10k.ledger_seconds / max(first_10k.ledger_writes, 1)
+            orphan_seconds = first_10k.phase_seconds["_sweep_orphans"] + first_10k.phase_seconds["_sweep_one"]
+            per_orphan = orphan_seconds / max(first_10k.phase_items["_sweep_orphans"], 1)
+            per_orphan += first_10k.phase_seconds["_ledger_write"] / max(first_10k.phase_items["_ledger_write"], 1)
             size = min(ORPHAN_VARIANT_MAX, int((budget.left() - 25) / max(per_orphan * 1.5, 1e-6)) // 100 * 100)
             if size >= 200:
                 retire_store(store)
