@@ -174,6 +174,17 @@ def _test_database_url() -> str:
     return urlunsplit(parts._replace(path=f"/{name}"))
 
 
+def purge_test_queue() -> int:
+    """Drop what earlier tests left on this run's queue (tasks queued on commit that no worker took: a run's
+    next tick, an ingest), so that a worker started now runs its own test's tasks only. Returns how many."""
+    from kombu import Queue
+
+    from crm.celery import app
+
+    with app.connection_for_write() as connection:
+        return int(Queue(TEST_QUEUE, channel=connection.default_channel).purge() or 0)
+
+
 @pytest.fixture
 def celery_worker(django_db_setup: None, django_db_blocker: Any, tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
     """A real `celery worker` process on the configured broker, using the test database and storage.
@@ -190,6 +201,7 @@ def celery_worker(django_db_setup: None, django_db_blocker: Any, tmp_path: Path)
         # Tasks the worker itself sends (a sweep queueing ingests) stay on this run's queue too.
         "CELERY_TASK_DEFAULT_QUEUE": TEST_QUEUE,
     }
+    purge_test_queue()
     with log.open("w") as out:
         proc = subprocess.Popen(
             WORKER_COMMAND,

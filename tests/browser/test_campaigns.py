@@ -28,7 +28,7 @@ from campaigns.runs import run_launch
 from campaigns.scheduler import run_tick
 from tests.browser.conftest import PHONE, screenshot, visible_text
 from tests.campaigns.run_helpers import RecordingDialer, end_call, in_flight
-from tests.conftest import ROOT, TEST_QUEUE, WORKER_COMMAND, _test_database_url
+from tests.conftest import ROOT, TEST_QUEUE, WORKER_COMMAND, _test_database_url, purge_test_queue
 from tests.factories import TEST_PASSWORD
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -69,6 +69,7 @@ def worker(live_server, recordings_root: Path, tmp_path: Path) -> Iterator[subpr
     # The browser fixture allows Django's ORM under Playwright's loop in this process; the worker needs no such thing.
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     log = tmp_path / "worker.log"
+    purge_test_queue()
     with log.open("ab") as out:
         proc = subprocess.Popen(
             THREADED_WORKER, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True

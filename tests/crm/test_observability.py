@@ -22,7 +22,7 @@ import pytest
 from calls.models import Recording
 from calls.tasks import ingest_enqueue
 from crm import logs
-from tests.conftest import ROOT, TEST_QUEUE, WORKER_COMMAND, _test_database_url
+from tests.conftest import ROOT, TEST_QUEUE, WORKER_COMMAND, _test_database_url, purge_test_queue
 from tests.crm.test_metrics import free_port, get, increment_in_a_process, pending_recording, sample, scrape, wav_bytes
 from tests.factories import UserFactory
 
@@ -65,6 +65,7 @@ def prefork_worker(
         "LOG_LEVEL": "INFO",
         "TRANSCRIPTION_BACKEND": "none",
     }
+    purge_test_queue()
     with log.open("w") as out:
         proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
     try:

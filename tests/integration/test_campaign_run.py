@@ -24,7 +24,7 @@ from calls.models import CallSession, Recording, Transcript
 from campaigns.models import Campaign, Dial, Run, RunContact
 from campaigns.tasks import tick_active_runs
 from tests.campaigns.run_helpers import ALWAYS_OPEN, launch
-from tests.conftest import TEST_QUEUE, WORKER_COMMAND, _test_database_url
+from tests.conftest import TEST_QUEUE, WORKER_COMMAND, _test_database_url, purge_test_queue
 from tests.factories import CampaignFactory, ContactFactory
 from tests.integration.test_restart import _kill, _start, _tail
 
@@ -50,6 +50,7 @@ def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
 
 @pytest.fixture
 def worker_env(live_server, recordings_root: Path, tmp_path: Path) -> dict[str, str]:
+    purge_test_queue()  # once per test: a worker started later in the test must find this test's tasks
     return {
         **os.environ,
         "DATABASE_URL": _test_database_url(),
