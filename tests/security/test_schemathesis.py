@@ -69,6 +69,12 @@ SEEDED_IDS = {
 schema = schemathesis.openapi.from_wsgi("/api/schema/", application)
 
 
+@schemathesis.serializer("audio/*", "application/x-subrip")
+def raw_body(context: Any, value: Any) -> bytes:
+    """Raw upload bodies (a recording, an .srt transcript): the bytes generated (text as UTF-8)."""
+    return value if isinstance(value, bytes) else str(value).encode()
+
+
 @schema.hook
 def flatmap_path_parameters(context: Any, path_parameters: dict[str, Any] | None) -> st.SearchStrategy[Any]:
     """Examples aim at the seeded objects as often as at the generated (usually unknown) ids."""
