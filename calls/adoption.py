@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cache, partial
+from functools import partial
 from typing import Any
 
 from django.db import IntegrityError, connections, router, transaction
@@ -400,33 +400,36 @@ def _batch_insert(
 
 
 def _insert_rows(model: type[Model], rows: list[Any], *, ignore_conflicts: bool = False) -> None:
-    """``model.objects.bulk_create(rows, ignore_conflicts=...)`` as one statement executed for every row: the
-    same columns and values (each field's ``pre_save`` and ``get_db_prep_save``, so auto_now and JSON are as
-    the ORM writes them) and the backend's own conflict clause, without the ORM writing a placeholder per value
-    of every row, which was most of the sweep's time per adopted folder. Ids the database assigns (events,
-    recordings) are not read back: nothing here uses them."""
+    """``model.objects.bulk_create(rows, ignore_conflicts=...)``. Elsewhere than on PostgreSQL, without the ORM
+    writing SQL for every value of every row, which was most of the sweep's time per adopted folder: the same
+    columns and values (each field's ``pre_save`` and ``get_db_prep_save``, so auto_now and JSON are as the ORM
+    writes them), the backend's own conflict clause and batch size, in multi-row INSERTs. Ids the database
+    assigns (events, recordings) are not read back: nothing here uses them."""
     if not rows:
         return
     connection = connections[router.db_for_write(model)]
-    fields = [f for f in model._meta.concrete_fields if not (f.primary_key and f.db_returning)]
-    params = [[f.get_db_prep_save(f.pre_save(row, True), connection) for f in fields] for row in rows]
-    with connection.cursor() as cursor:
-        cursor.executemany(_insert_sql(model, connection.vendor, ignore_conflicts), params)
-
-
-@cache
-def _insert_sql(model: type[Model], vendor: str, ignore_conflicts: bool) -> str:
-    """``_insert_rows``' INSERT for ``model`` on the current connection (cached per database ``vendor``)."""
-    connection = connections[router.db_for_write(model)]
+    if connection.vendor == "postgresql":
+        # There Django inserts a batch as one UNNEST of an array per column: cheap to build, parse and plan. Rows
+        # of placeholders were slower (psycopg splits such a statement in Python each time; one statement per row
+        # is planned per row).
+        model._default_manager.bulk_create(rows, ignore_conflicts=ignore_conflicts)
+        return
     ops, quote = connection.ops, connection.ops.quote_name
     fields = [f for f in model._meta.concrete_fields if not (f.primary_key and f.db_returning)]
     on_conflict = OnConflict.IGNORE if ignore_conflicts else None
+    head = (
+        f"{ops.insert_statement(on_conflict=on_conflict)} {quote(model._meta.db_table)} "
+        f"({', '.join(quote(str(f.column)) for f in fields)}) VALUES "
+    )
     suffix = ops.on_conflict_suffix_sql(fields, on_conflict, None, None) if on_conflict else ""
-    columns = ", ".join(quote(str(f.column)) for f in fields)
-    placeholders = ", ".join(["%s"] * len(fields))
-    insert = ops.insert_statement(on_conflict=on_conflict)
-    # Names from the model's own metadata, quoted; every value is a parameter.
-    return f"{insert} {quote(model._meta.db_table)} ({columns}) VALUES ({placeholders}) {suffix}".rstrip()
+    row_sql = f"({', '.join(['%s'] * len(fields))})"
+    size = max(ops.bulk_batch_size(fields, rows), 1)
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), size):
+            chunk = rows[start : start + size]
+            params = [f.get_db_prep_save(f.pre_save(row, True), connection) for row in chunk for f in fields]
+            # Names from the model's own metadata, quoted; every value is a parameter.
+            cursor.execute(f"{head}{', '.join([row_sql] * len(chunk))} {suffix}".rstrip(), params)
 
 
 def _adopted_committed(session_id: uuid.UUID, *, via: str) -> None:
