@@ -9,7 +9,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from django.http import HttpResponseBase
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import exceptions, permissions, serializers, status
+from rest_framework import exceptions, permissions, status
 from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -48,6 +48,7 @@ from calls.signatures import SIGNATURE_HEADER, SignatureInvalid, signature_verif
 from calls.storage import recordings_storage
 from calls.streaming import RecordingFileMissing, storage_file_response
 from calls.uploads import TRANSCRIPT_TYPES, UploadRejected, recording_upload, transcript_upload
+from crm.api import CallbookApiView
 from crm.models import User
 
 
@@ -106,7 +107,7 @@ ERROR_RESPONSES = {
 }
 
 
-class CallsApiView(APIView):
+class CallsApiView(CallbookApiView):
     permission_classes = [permissions.IsAuthenticated, SignedIntegrationWrites]
 
     def handle_exception(self, exc: Exception) -> Response:
@@ -127,28 +128,6 @@ class CallsApiView(APIView):
             rejected.status_code = exc.status
             exc = rejected
         return super().handle_exception(exc)
-
-    @property
-    def actor(self) -> User:
-        user = self.request.user
-        if not isinstance(user, User):
-            raise exceptions.NotAuthenticated()
-        return user
-
-    def parse(
-        self,
-        serializer_class: type[serializers.Serializer[Any]],
-        data: Any,
-        *,
-        also_allowed: frozenset[str] = frozenset(),
-    ) -> dict[str, Any]:
-        serializer = serializer_class(data=data)
-        # A field the client sends that we would not store is an error, not something to drop in silence.
-        unknown = set(data.keys()) - set(serializer.fields) - also_allowed if hasattr(data, "keys") else set()
-        if unknown:
-            raise exceptions.ValidationError({name: ["Unknown or read-only field."] for name in sorted(unknown)})
-        serializer.is_valid(raise_exception=True)
-        return dict(serializer.validated_data)
 
     def detail_response(
         self, session: CallSession | SessionDetailRows, *, code: int = 200, adopted: bool = False

@@ -12,7 +12,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 
 from campaigns.access import NotAllowed, can_control_campaign, teams_managed_by
-from campaigns.models import Campaign
+from campaigns.models import CAMPAIGN_PACING_FIELDS, Campaign
 from crm.models import Team, User
 
 # The fields a person may set; everything else (team, manager, the contact list) has its own rule.
@@ -26,21 +26,7 @@ EDITABLE_FIELDS = frozenset(
         "dialer_settings",
         "contact_filter",
         "window_days",
-        "window_start",
-        "window_end",
-        "default_timezone",
-        "max_concurrent_calls",
-        "max_calls_per_minute",
-        "max_call_seconds",
-        "retry_no_answer_delay",
-        "retry_no_answer_max_attempts",
-        "retry_busy_delay",
-        "retry_busy_max_attempts",
-        "retry_failed_delay",
-        "retry_failed_max_attempts",
-        "breaker_window",
-        "breaker_min_dials",
-        "breaker_failure_rate",
+        *CAMPAIGN_PACING_FIELDS,
     }
 )
 

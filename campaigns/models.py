@@ -259,6 +259,27 @@ class Campaign(models.Model):
         return self.name
 
 
+# How a campaign paces its run: the calling window, limits, retry rules and breaker. Forms, serializers and the
+# services read and write them alike.
+CAMPAIGN_PACING_FIELDS = (
+    "window_start",
+    "window_end",
+    "default_timezone",
+    "max_concurrent_calls",
+    "max_calls_per_minute",
+    "max_call_seconds",
+    "retry_no_answer_delay",
+    "retry_no_answer_max_attempts",
+    "retry_busy_delay",
+    "retry_busy_max_attempts",
+    "retry_failed_delay",
+    "retry_failed_max_attempts",
+    "breaker_window",
+    "breaker_min_dials",
+    "breaker_failure_rate",
+)
+
+
 class Run(models.Model):
     """One outbound run of a campaign. Counters are kept by the scheduler in the same transaction as the rows
     they count, so the progress bar never disagrees with the calls list."""

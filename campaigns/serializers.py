@@ -13,7 +13,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from campaigns.dialers import DialerSettingsInvalid, dialer_build
-from campaigns.models import Campaign, Dial, Run, RunLog
+from campaigns.models import CAMPAIGN_PACING_FIELDS, Campaign, Dial, Run, RunLog
 from campaigns.phones import InvalidPhoneNumber, InvalidTimezone, phone_normalize, timezone_clean
 from campaigns.run_selectors import run_progress
 from campaigns.runs import RunError, contact_filter_validate
@@ -87,21 +87,7 @@ class CampaignOutputSerializer(serializers.ModelSerializer[Campaign]):
             "contact_filter",
             "contacts_count",
             "window_days",
-            "window_start",
-            "window_end",
-            "default_timezone",
-            "max_concurrent_calls",
-            "max_calls_per_minute",
-            "max_call_seconds",
-            "retry_no_answer_delay",
-            "retry_no_answer_max_attempts",
-            "retry_busy_delay",
-            "retry_busy_max_attempts",
-            "retry_failed_delay",
-            "retry_failed_max_attempts",
-            "breaker_window",
-            "breaker_min_dials",
-            "breaker_failure_rate",
+            *CAMPAIGN_PACING_FIELDS,
             "created_at",
             "updated_at",
         ]

@@ -13,6 +13,8 @@ from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from crm.models import User
+
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's handler, with errors reshaped so every client can read ``detail`` and ``code``."""
@@ -28,6 +30,32 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         code = getattr(detail, "code", None) or exc.default_code
         response.data = {"detail": str(detail), "code": code}
     return response
+
+
+class CallbookApiView(APIView):
+    """What every Callbook API view shares: the signed-in user as ``actor``, and strict input parsing."""
+
+    @property
+    def actor(self) -> User:
+        user = self.request.user
+        if not isinstance(user, User):
+            raise exceptions.NotAuthenticated()
+        return user
+
+    def parse(
+        self,
+        serializer_class: type[serializers.Serializer[Any]],
+        data: Any,
+        *,
+        also_allowed: frozenset[str] = frozenset(),
+    ) -> dict[str, Any]:
+        serializer = serializer_class(data=data)
+        # A field the client sends that we would not store is an error, not something to drop in silence.
+        unknown = set(data.keys()) - set(serializer.fields) - also_allowed if hasattr(data, "keys") else set()
+        if unknown:
+            raise exceptions.ValidationError({name: ["Unknown or read-only field."] for name in sorted(unknown)})
+        serializer.is_valid(raise_exception=True)
+        return dict(serializer.validated_data)
 
 
 class ApiRootView(APIView):

@@ -14,7 +14,7 @@ from typing import Any
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import exceptions, permissions, serializers, status
+from rest_framework import exceptions, permissions, status
 from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -62,6 +62,7 @@ from campaigns.imports import (
 )
 from campaigns.models import ContactImport
 from campaigns.phones import InvalidPhoneNumber, InvalidRegion, phone_normalize
+from crm.api import CallbookApiView
 from crm.models import User
 
 RAW_CSV_TYPES = ("text/csv", "text/plain", "application/csv", "application/vnd.ms-excel", "application/octet-stream")
@@ -108,7 +109,7 @@ def _error(detail: str, code: str, status_code: int, **extra: Any) -> Response:
     return Response({"detail": detail, "code": code, **extra}, status=status_code)
 
 
-class ContactsApiView(APIView):
+class ContactsApiView(CallbookApiView):
     permission_classes = [permissions.IsAuthenticated, NoIntegrations]
 
     def handle_exception(self, exc: Exception) -> Response:
@@ -140,28 +141,6 @@ class ContactsApiView(APIView):
         elif isinstance(exc, ImportStateError):
             return _error(str(exc), exc.code, 409)
         return super().handle_exception(exc)
-
-    @property
-    def actor(self) -> User:
-        user = self.request.user
-        if not isinstance(user, User):
-            raise exceptions.NotAuthenticated()
-        return user
-
-    def parse(
-        self,
-        serializer_class: type[serializers.Serializer[Any]],
-        data: Any,
-        *,
-        also_allowed: frozenset[str] = frozenset(),
-    ) -> dict[str, Any]:
-        serializer = serializer_class(data=data)
-        # A field the client sends that we would not store is an error, not something to drop in silence.
-        unknown = set(data.keys()) - set(serializer.fields) - also_allowed if hasattr(data, "keys") else set()
-        if unknown:
-            raise exceptions.ValidationError({name: ["Unknown or read-only field."] for name in sorted(unknown)})
-        serializer.is_valid(raise_exception=True)
-        return dict(serializer.validated_data)
 
 
 # --- Contacts ------------------------------------------------------------------------------------------------
