@@ -10,7 +10,6 @@ from django.http import HttpResponseBase
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, permissions, status
-from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -48,7 +47,7 @@ from calls.signatures import SIGNATURE_HEADER, SignatureInvalid, signature_verif
 from calls.storage import recordings_storage
 from calls.streaming import RecordingFileMissing, storage_file_response
 from calls.uploads import TRANSCRIPT_TYPES, UploadRejected, recording_upload, transcript_upload
-from crm.api import CallbookApiView
+from crm.api import PAGINATION_PARAMS, CallbookApiView, Pagination
 from crm.models import User
 
 
@@ -139,10 +138,7 @@ class CallsApiView(CallbookApiView):
         return Response(s.CallSessionDetailOutputSerializer(session, context=context).data, status=code)
 
 
-class SessionCursorPagination(CursorPagination):
-    page_size = 50
-    page_size_query_param = "page_size"
-    max_page_size = 200
+class SessionCursorPagination(Pagination):
     ordering = "-created_at"
 
     def get_ordering(self, request: Request, queryset: Any, view: Any) -> tuple[str, ...]:
@@ -150,8 +146,6 @@ class SessionCursorPagination(CursorPagination):
         # created_at never changes and never is NULL: what a stable cursor needs; the id breaks ties.
         return ("created_at", "id") if wanted == "created_at" else ("-created_at", "-id")
 
-
-PAGINATION_PARAMS = frozenset({"cursor", "page_size", "format"})
 
 SESSION_HEADERS = [
     OpenApiParameter("Location", OpenApiTypes.URI, OpenApiParameter.HEADER, response=[200, 201], description="URL."),

@@ -18,7 +18,7 @@ from django.core.validators import URLValidator
 
 from calls.models import Source
 from campaigns.dialers import DialerSettingsInvalid, dialer_build
-from campaigns.models import Campaign
+from campaigns.models import CAMPAIGN_PACING_FIELDS, Campaign
 from campaigns.phones import InvalidPhoneNumber, phone_normalize
 from campaigns.runs import CUSTOM_KEY_RE
 from crm.models import Team, User
@@ -515,27 +515,9 @@ class CampaignForm(forms.Form):
         data = self.cleaned_data
         values = {
             name: data[name]
-            for name in (
-                "name",
-                "description",
-                "status",
-                "caller_id",
-                "dialer",
-                "window_start",
-                "window_end",
-                "default_timezone",
-                "max_concurrent_calls",
-                "max_calls_per_minute",
-                "max_call_seconds",
-                "retry_no_answer_delay",
-                "retry_no_answer_max_attempts",
-                "retry_busy_delay",
-                "retry_busy_max_attempts",
-                "retry_failed_delay",
-                "retry_failed_max_attempts",
-                "breaker_window",
-                "breaker_min_dials",
-            )
+            for name in ("name", "description", "status", "caller_id", "dialer", *CAMPAIGN_PACING_FIELDS)
+            # The form asks for the breaker's threshold as a percentage: converted below.
+            if name != "breaker_failure_rate"
         }
         days = sorted(set(data["window_days"]))
         values["window_days"] = [] if days == ALL_DAYS else days

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
+from django.db.models import QuerySet
 from django.http import Http404
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import exceptions, serializers
+from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
@@ -32,8 +35,23 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     return response
 
 
+# Query parameters every paginated list takes besides its own filters.
+PAGINATION_PARAMS = frozenset({"cursor", "page_size", "format"})
+
+
+class Pagination(CursorPagination):
+    """Keyset pages of the API's lists: no COUNT(*), no OFFSET; each list sets its ``ordering``."""
+
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+
 class CallbookApiView(APIView):
-    """What every Callbook API view shares: the signed-in user as ``actor``, and strict input parsing."""
+    """What every Callbook API view shares: the signed-in user as ``actor``, strict input parsing, and pages of a
+    list through the view's ``pagination_class`` (the same class the schema documents the answer with)."""
+
+    pagination_class: type[CursorPagination] | None = None
 
     @property
     def actor(self) -> User:
@@ -56,6 +74,15 @@ class CallbookApiView(APIView):
             raise exceptions.ValidationError({name: ["Unknown or read-only field."] for name in sorted(unknown)})
         serializer.is_valid(raise_exception=True)
         return dict(serializer.validated_data)
+
+    def paginated(self, queryset: QuerySet[Any], serializer: type[serializers.BaseSerializer[Any]]) -> Response:
+        if self.pagination_class is None:
+            raise ImproperlyConfigured(f"{type(self).__name__} pages a list but declares no pagination_class.")
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(queryset, self.request, view=self)
+        data = serializer(page or [], many=True, context={"request": self.request}).data
+        response: Response = paginator.get_paginated_response(data)
+        return response
 
 
 class ApiRootView(APIView):

@@ -15,7 +15,6 @@ from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, permissions, status
-from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -62,11 +61,10 @@ from campaigns.imports import (
 )
 from campaigns.models import ContactImport
 from campaigns.phones import InvalidPhoneNumber, InvalidRegion, phone_normalize
-from crm.api import CallbookApiView
+from crm.api import PAGINATION_PARAMS, CallbookApiView, Pagination
 from crm.models import User
 
 RAW_CSV_TYPES = ("text/csv", "text/plain", "application/csv", "application/vnd.ms-excel", "application/octet-stream")
-PAGINATION_PARAMS = frozenset({"cursor", "page_size", "format"})
 
 
 class ContactNotFoundError(exceptions.NotFound):
@@ -146,10 +144,7 @@ class ContactsApiView(CallbookApiView):
 # --- Contacts ------------------------------------------------------------------------------------------------
 
 
-class ContactCursorPagination(CursorPagination):
-    page_size = 50
-    page_size_query_param = "page_size"
-    max_page_size = 200
+class ContactCursorPagination(Pagination):
     # The contacts page's order; the id breaks ties between namesakes (contact_team_name_idx serves a team's).
     ordering = ("name", "id")
 
@@ -171,10 +166,7 @@ class ContactListCreateApi(ContactsApiView):
             do_not_call=params.get("do_not_call"),
             company=params.get("company", ""),
         )
-        paginator = ContactCursorPagination()
-        page = paginator.paginate_queryset(contact_list(user=self.actor, filters=filters), request, view=self)
-        data = s.ContactOutputSerializer(page or [], many=True, context={"request": request}).data
-        return paginator.get_paginated_response(data)
+        return self.paginated(contact_list(user=self.actor, filters=filters), s.ContactOutputSerializer)
 
     @extend_schema(
         operation_id="contacts_create",
@@ -223,10 +215,7 @@ class ContactDetailApi(ContactsApiView):
 # --- Do-not-call ---------------------------------------------------------------------------------------------
 
 
-class NewestFirstPagination(CursorPagination):
-    page_size = 50
-    page_size_query_param = "page_size"
-    max_page_size = 200
+class NewestFirstPagination(Pagination):
     ordering = ("-created_at", "-id")
 
 
@@ -248,10 +237,7 @@ class DoNotCallListCreateApi(ContactsApiView):
             except (InvalidPhoneNumber, InvalidRegion) as exc:
                 raise exceptions.ValidationError({"phone": [str(exc)]}) from None
         entries = dnc_list(user=self.actor, q=params.get("q", ""), team=params.get("team"), phone=phone)
-        paginator = NewestFirstPagination()
-        page = paginator.paginate_queryset(entries.select_related("added_by"), request, view=self)
-        data = s.DoNotCallOutputSerializer(page or [], many=True, context={"request": request}).data
-        return paginator.get_paginated_response(data)
+        return self.paginated(entries.select_related("added_by"), s.DoNotCallOutputSerializer)
 
     @extend_schema(
         operation_id="do_not_call_create",
@@ -334,10 +320,7 @@ class ImportListCreateApi(ContactsApiView):
         responses={200: s.ImportOutputSerializer(many=True), **ERROR_RESPONSES},
     )
     def get(self, request: Request) -> Response:
-        paginator = NewestFirstPagination()
-        page = paginator.paginate_queryset(import_list(user=self.actor), request, view=self)
-        data = s.ImportOutputSerializer(page or [], many=True, context={"request": request}).data
-        return paginator.get_paginated_response(data)
+        return self.paginated(import_list(user=self.actor), s.ImportOutputSerializer)
 
     @extend_schema(
         operation_id="contact_imports_upload",
@@ -467,9 +450,8 @@ class ImportProgressApi(ContactsApiView):
         return response
 
 
-class RowPagination(CursorPagination):
+class RowPagination(Pagination):
     page_size = 100
-    page_size_query_param = "page_size"
     max_page_size = 1000
     ordering = ("row_number",)
 
@@ -486,10 +468,8 @@ class ImportRowsApi(ContactsApiView):
     def get(self, request: Request, import_id: str) -> Response:
         contact_import = get_import_for_user(user=self.actor, import_id=import_id)
         params = self.parse(s.ImportRowFilterInputSerializer, request.query_params, also_allowed=PAGINATION_PARAMS)
-        paginator = RowPagination()
         rows = import_rows(contact_import=contact_import, outcome=params.get("outcome"))
-        page = paginator.paginate_queryset(rows, request, view=self)
-        return paginator.get_paginated_response(s.ImportRowOutputSerializer(page or [], many=True).data)
+        return self.paginated(rows, s.ImportRowOutputSerializer)
 
 
 class ImportReportCsvApi(ContactsApiView):

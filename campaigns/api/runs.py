@@ -7,13 +7,10 @@ integrations included, gets 404 as if the campaign or run did not exist.
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.db.models import Count, QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions
-from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -34,6 +31,7 @@ from campaigns.campaign_services import CampaignInputError, campaign_create, cam
 from campaigns.models import Campaign, Run
 from campaigns.run_selectors import campaign_runs, run_dials, run_log
 from campaigns.runs import RunError, campaign_contacts_set, run_cancel, run_launch, run_pause, run_resume
+from crm.api import PAGINATION_PARAMS, Pagination
 from crm.models import Team, User
 
 
@@ -58,13 +56,6 @@ CONTROL_ERRORS = {
     409: OpenApiResponse(description="Not possible in the run's or campaign's current state: `{detail, code}`."),
 }
 LOCATION = [OpenApiParameter("Location", OpenApiTypes.URI, OpenApiParameter.HEADER, response=[201])]
-PAGINATION_PARAMS = frozenset({"cursor", "page_size", "format"})
-
-
-class Pagination(CursorPagination):
-    page_size = 50
-    page_size_query_param = "page_size"
-    max_page_size = 200
 
 
 class CampaignPagination(Pagination):
@@ -100,11 +91,6 @@ class CampaignsApiView(CallsApiView):
         elif isinstance(exc, CampaignInputError):
             exc = exceptions.ValidationError({exc.field or "non_field_errors": [exc.detail]})
         return super().handle_exception(exc)
-
-    def paginated(self, queryset: QuerySet[Any], paginator: CursorPagination, serializer: Any) -> Response:
-        page = paginator.paginate_queryset(queryset, self.request, view=self)
-        data = serializer(page or [], many=True, context={"request": self.request}).data
-        return paginator.get_paginated_response(data)
 
     def run_response(self, run: Run, *, status: int = 200) -> Response:
         return Response(s.RunOutputSerializer(run, context={"request": self.request}).data, status=status)
@@ -157,7 +143,7 @@ class CampaignListCreateApi(CampaignsApiView):
         if unknown:
             raise exceptions.ValidationError({name: ["Unknown parameter."] for name in sorted(unknown)})
         queryset = _campaigns_queryset(visible_campaigns(user=self.actor))
-        return self.paginated(queryset, CampaignPagination(), s.CampaignOutputSerializer)
+        return self.paginated(queryset, s.CampaignOutputSerializer)
 
     @extend_schema(
         operation_id="campaigns_create",
@@ -224,7 +210,7 @@ class CampaignRunsApi(CampaignsApiView):
     )
     def get(self, request: Request, campaign_id: str) -> Response:
         campaign = get_campaign_for_user(user=self.actor, campaign_id=campaign_id)
-        return self.paginated(campaign_runs(campaign_id=campaign.pk), RunPagination(), s.RunOutputSerializer)
+        return self.paginated(campaign_runs(campaign_id=campaign.pk), s.RunOutputSerializer)
 
     @extend_schema(
         operation_id="campaigns_runs_launch",
@@ -310,7 +296,7 @@ class RunDialsApi(CampaignsApiView):
     )
     def get(self, request: Request, run_id: str) -> Response:
         run = get_run_for_user(user=self.actor, run_id=run_id)
-        return self.paginated(run_dials(run=run), DialPagination(), s.DialOutputSerializer)
+        return self.paginated(run_dials(run=run), s.DialOutputSerializer)
 
 
 class RunLogApi(CampaignsApiView):
@@ -325,4 +311,4 @@ class RunLogApi(CampaignsApiView):
     )
     def get(self, request: Request, run_id: str) -> Response:
         run = get_run_for_user(user=self.actor, run_id=run_id)
-        return self.paginated(run_log(run=run), LogPagination(), s.RunLogOutputSerializer)
+        return self.paginated(run_log(run=run), s.RunLogOutputSerializer)
