@@ -314,9 +314,12 @@ def test_audio_for_manager_and_admin(
     alice: User, carol: User, admin_user: User, client_for: Any, recordings_root: Path
 ) -> None:
     session = make_call(alice)
-    write_audio(recordings_root, session.pk)
+    payload = write_audio(recordings_root, session.pk)
     for viewer in (carol, admin_user):
-        assert client_for(viewer).get(audio_url(session.pk), HTTP_RANGE="bytes=0-9").status_code == 206
+        response = client_for(viewer).get(audio_url(session.pk), HTTP_RANGE="bytes=0-9")
+        assert response.status_code == 206
+        assert response["Content-Range"] == f"bytes 0-9/{len(payload)}"
+        assert b"".join(response.streaming_content) == payload[:10]
 
 
 def test_audio_missing_file_is_a_clean_404(alice: User, client_for: Any) -> None:

@@ -156,7 +156,9 @@ def test_it_says_nothing_to_triage_when_the_queue_is_empty(carol: User, alice: U
 def test_it_tolerates_adoption_metadata_of_any_shape(carol: User, client_for):
     for metadata in ({"adoption": "broken"}, {"adoption": {"problems": "not a list"}}, ["a", "list"], "text"):
         orphan(metadata=metadata)
-    assert client_for(carol).get(TRIAGE).status_code == 200
+    response = client_for(carol).get(TRIAGE)
+    assert response.status_code == 200
+    assert response.content.decode().count('class="triage-row"') == 4
 
 
 def test_it_pages_the_triage_queue(carol: User, client_for):
