@@ -32,9 +32,7 @@ no import runs into the worker's time limit.
 
 from __future__ import annotations
 
-import csv
 import logging
-import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -69,6 +67,7 @@ from campaigns.import_csv import (
 from campaigns.models import Contact, ContactImport, ContactImportRow, DoNotCall
 from campaigns.phones import InvalidPhoneNumber, InvalidRegion, InvalidTimezone, phone_normalize, region_clean
 from campaigns.phones import timezone_clean as _timezone_clean
+from crm.csv_export import PHONE_LIKE_RE, csv_lines, csv_safe
 from crm.metrics import CONTACTS_IMPORTED
 from crm.models import Team, User
 
@@ -699,42 +698,26 @@ def _count(counts: Mapping[str, int]) -> None:
 
 # --- The report ----------------------------------------------------------------------------------------------
 
-# A spreadsheet runs a cell that starts with one of these as a formula (OWASP "CSV injection").
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-# ... but a phone number is a phone number: "+1 (202) 555-0143" holds nothing a spreadsheet could run.
-_NUMBER_RE = re.compile(r"^[+\-]?[\d\s().\-/]+$")
-
-
-def csv_safe(value: object) -> str:
-    text = "" if value is None else str(value)
-    if text.startswith(_FORMULA_STARTS) and not _NUMBER_RE.match(text):
-        return "'" + text
-    return text
-
-
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
-
 
 def import_report_lines(*, contact_import: ContactImport, rows: Iterable[ContactImportRow]) -> Iterator[str]:
     """The report as CSV lines: row, outcome, reason, contact id, then the row as read (its own columns)."""
-    writer = csv.writer(_Echo())
+    return csv_lines(_import_report_rows(contact_import=contact_import, rows=rows))
+
+
+def _import_report_rows(*, contact_import: ContactImport, rows: Iterable[ContactImportRow]) -> Iterator[list[object]]:
     headers = list(contact_import.headers)
-    yield writer.writerow(["row", "outcome", "reason", "contact_id", *headers, "extra values"])
+    yield ["row", "outcome", "reason", "contact_id", *headers, "extra values"]
     for row in rows:
         data = row.data if isinstance(row.data, dict) else {}
         extra = data.get("_extra") or []
-        yield writer.writerow(
-            [
-                row.row_number,
-                row.outcome,
-                csv_safe(row.reason),
-                row.contact_id or "",
-                *(csv_safe(data.get(header, "")) for header in headers),
-                csv_safe(" | ".join(str(value) for value in extra)) if extra else "",
-            ]
-        )
+        yield [
+            row.row_number,
+            row.outcome,
+            csv_safe(row.reason, allow=PHONE_LIKE_RE),
+            row.contact_id or "",
+            *(csv_safe(data.get(header, ""), allow=PHONE_LIKE_RE) for header in headers),
+            csv_safe(" | ".join(str(value) for value in extra), allow=PHONE_LIKE_RE) if extra else "",
+        ]
 
 
 def import_report_filename(*, contact_import: ContactImport, outcome: str | None = None) -> str:

@@ -7,11 +7,8 @@ Lists are built so that their query count does not grow with their length (subqu
 
 from __future__ import annotations
 
-import csv
-import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -23,6 +20,7 @@ from campaigns.access import visible_campaigns
 from campaigns.models import Campaign, Dial, DoNotCall, Run, RunContact
 from campaigns.run_selectors import run_dials, run_report
 from campaigns.runs import RunError, campaign_targets
+from crm.csv_export import E164_RE, csv_safe
 from crm.models import User
 
 RUNS_SHOWN = 20
@@ -122,23 +120,6 @@ EXPORT_HEADER = (
     "duration_seconds",
     "recording_available",
 )
-# A spreadsheet runs a cell that starts with one of these as a formula (OWASP "CSV injection").
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-# An E.164 number starts with "+" but is only digits: a spreadsheet reads it as a number, never runs anything.
-_E164_RE = re.compile(r"\+[0-9]{1,15}")
-
-
-def csv_safe(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, datetime):
-        return timezone.localtime(value).isoformat()
-    text = str(value)
-    if text.startswith(_FORMULA_STARTS) and not _E164_RE.fullmatch(text):
-        return "'" + text
-    return text
 
 
 def final_outcome(*, state: str, last_outcome: str) -> str:
@@ -206,20 +187,7 @@ def run_export_rows(*, run: Run) -> Iterator[list[str]]:
             seconds,
             "yes" if recording == "available" else "no",
         ]
-        yield [csv_safe(cell) for cell in cells]
-
-
-class _Echo:
-    """A file-like object whose write() hands back the line: csv.writer formats, the generator yields."""
-
-    def write(self, line: str) -> str:
-        return line
-
-
-def csv_lines(rows: Iterable[list[str]]) -> Iterator[str]:
-    writer = csv.writer(_Echo())
-    for row in rows:
-        yield writer.writerow(row)
+        yield [csv_safe(cell, allow=E164_RE) for cell in cells]
 
 
 def export_filename(*, run: Run) -> str:

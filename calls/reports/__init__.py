@@ -17,8 +17,6 @@ from calls.reports.call_list import (
     InvalidCursor,
     call_export_rows,
     call_list_page,
-    csv_lines,
-    csv_safe,
     export_filename,
     highlight,
 )
@@ -38,8 +36,6 @@ __all__ = [
     "call_export_rows",
     "call_list_page",
     "campaign_choices",
-    "csv_lines",
-    "csv_safe",
     "dashboard_page",
     "dashboard_stats",
     "export_filename",

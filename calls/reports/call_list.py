@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import csv
 import html
 import json
 import re
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -33,6 +32,7 @@ from django.utils.safestring import SafeString, mark_safe
 from calls.models import CallSession
 from calls.reports.formatting import STATUS_LABELS, Row, format_duration
 from calls.selectors import SessionFilters, call_session_list
+from crm.csv_export import csv_safe
 from crm.models import User
 
 # --- Sorting and the keyset cursor ---------------------------------------------------------------------------
@@ -461,17 +461,6 @@ EXPORT_COLUMNS = (
     "external_id",
     "recording_status",
 )
-# A spreadsheet runs a cell that starts with one of these as a formula (OWASP "CSV injection").
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def csv_safe(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, datetime):
-        return timezone.localtime(value).isoformat()
-    text = str(value)
-    return "'" + text if text.startswith(_FORMULA_STARTS) else text
 
 
 def call_export_rows(*, user: User, query: CallListQuery) -> Iterator[list[str]]:
@@ -491,19 +480,6 @@ def call_export_rows(*, user: User, query: CallListQuery) -> Iterator[list[str]]
         duration = cells[3]
         cells[3] = None if duration is None else format(Decimal(duration) / 1000, "f")
         yield [csv_safe(cell) for cell in cells]
-
-
-class _Echo:
-    """A file-like object whose write() hands back the line: csv.writer formats, the generator yields."""
-
-    def write(self, line: str) -> str:
-        return line
-
-
-def csv_lines(rows: Iterable[list[str]]) -> Iterator[str]:
-    writer = csv.writer(_Echo())
-    for row in rows:
-        yield writer.writerow(row)
 
 
 def export_filename(*, today: date | None = None) -> str:

@@ -11,7 +11,8 @@ from django.urls import reverse
 from django.views.decorators.http import require_safe
 
 from calls.forms import CallFilterForm
-from calls.reports.call_list import call_export_rows, call_list_page, csv_lines, export_filename
+from calls.reports.call_list import call_export_rows, call_list_page, export_filename
+from crm.csv_export import csv_lines
 from crm.models import User
 
 

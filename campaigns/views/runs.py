@@ -25,7 +25,6 @@ from django.views.decorators.http import require_POST, require_safe
 from campaigns.access import NotAllowed, RunNotFound, can_control_campaign, get_run_for_control, get_run_for_user
 from campaigns.models import Run, RunLog
 from campaigns.page_selectors import (
-    csv_lines,
     export_filename,
     run_calls_page,
     run_export_rows,
@@ -34,6 +33,7 @@ from campaigns.page_selectors import (
 from campaigns.run_selectors import run_log_entries, run_progress
 from campaigns.runs import RunError, run_cancel, run_pause, run_resume
 from campaigns.views.campaigns import not_allowed_page, not_found_page, user_of
+from crm.csv_export import csv_lines
 from crm.models import User
 
 # How often the page asks for progress while the run is active, and how many log lines it shows.
