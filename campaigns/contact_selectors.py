@@ -23,6 +23,7 @@ from campaigns.access import (
     visible_runs,
 )
 from campaigns.models import Contact, ContactImport, ContactImportRow, DoNotCall, RunContact
+from campaigns.phones import phone_normalize
 from crm.models import Team, User
 
 CONTACT_CALLS_SHOWN = 50
@@ -100,13 +101,16 @@ def contact_teams(*, user: User) -> QuerySet[Team]:
 # --- Do-not-call ---------------------------------------------------------------------------------------------
 
 
-def dnc_list(*, user: User, q: str = "", team: int | None = None, phone: str = "") -> QuerySet[DoNotCall]:
-    """The do-not-call entries ``user`` may see, newest first; ``q`` matches digits of the number or the reason."""
+def dnc_list(
+    *, user: User, q: str = "", team: int | None = None, phone: str = "", default_region: str = ""
+) -> QuerySet[DoNotCall]:
+    """The do-not-call entries ``user`` may see, newest first; ``q`` matches digits of the number or the reason,
+    ``phone`` finds one number however it is written (InvalidPhoneNumber / InvalidRegion when it is no number)."""
     queryset = visible_do_not_call(user=user).select_related("team", "added_by")
     if team is not None:
         queryset = queryset.filter(team_id=team)
     if phone:
-        queryset = queryset.filter(phone=phone)
+        queryset = queryset.filter(phone=phone_normalize(phone, default_region=default_region).e164)
     for word in q.split():
         digits = _NON_DIGITS_RE.sub("", word)
         word_q = Q(reason__icontains=word)

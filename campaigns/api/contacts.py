@@ -60,7 +60,7 @@ from campaigns.imports import (
     import_upload_read,
 )
 from campaigns.models import ContactImport
-from campaigns.phones import InvalidPhoneNumber, InvalidRegion, phone_normalize
+from campaigns.phones import InvalidPhoneNumber, InvalidRegion
 from crm.api import PAGINATION_PARAMS, CallbookApiView, Pagination
 from crm.models import User
 
@@ -230,14 +230,17 @@ class DoNotCallListCreateApi(ContactsApiView):
     )
     def get(self, request: Request) -> Response:
         params = self.parse(s.DoNotCallFilterInputSerializer, request.query_params, also_allowed=PAGINATION_PARAMS)
-        phone = ""
-        if params.get("phone"):
-            try:
-                phone = phone_normalize(params["phone"], default_region=params.get("default_region", "")).e164
-            except (InvalidPhoneNumber, InvalidRegion) as exc:
-                raise exceptions.ValidationError({"phone": [str(exc)]}) from None
-        entries = dnc_list(user=self.actor, q=params.get("q", ""), team=params.get("team"), phone=phone)
-        return self.paginated(entries.select_related("added_by"), s.DoNotCallOutputSerializer)
+        try:
+            entries = dnc_list(
+                user=self.actor,
+                q=params.get("q", ""),
+                team=params.get("team"),
+                phone=params.get("phone", ""),
+                default_region=params.get("default_region", ""),
+            )
+        except (InvalidPhoneNumber, InvalidRegion) as exc:
+            raise exceptions.ValidationError({"phone": [str(exc)]}) from None
+        return self.paginated(entries, s.DoNotCallOutputSerializer)
 
     @extend_schema(
         operation_id="do_not_call_create",
