@@ -29,14 +29,13 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
-from django.contrib.postgres.search import SearchVector
 from django.core.files.storage import FileSystemStorage
 from django.db import DatabaseError, connection, transaction
-from django.db.models import F, Field, Model, Q, TextField, Value
+from django.db.models import F, Field, Q
 from django.utils import timezone
 
-from calls import asr
-from calls.audio import AudioError, AudioInfo, probe_audio
+from calls import asr, sql
+from calls.audio import AudioError, AudioInfo, WavScanner, probe_audio
 from calls.models import CallEvent, CallSession, Recording, Transcript, TranscriptSegment
 from calls.storage import inspect_session_folder, recordings_storage
 from calls.transcripts import MAX_TRANSCRIPT_BYTES, ParsedTranscript, Segment, TranscriptError, parse_transcript
@@ -88,7 +87,9 @@ def sniff_format(head: bytes) -> tuple[str, str] | None:
     return None
 
 
-def _hash_stream(read: Iterator[bytes], sink: object | None = None) -> tuple[int, str, bytes]:
+def _hash_stream(
+    read: Iterator[bytes], sink: object | None = None, scanner: WavScanner | None = None
+) -> tuple[int, str, bytes]:
     digest = hashlib.sha256()
     size = 0
     head = b""
@@ -99,6 +100,8 @@ def _hash_stream(read: Iterator[bytes], sink: object | None = None) -> tuple[int
         size += len(chunk)
         if sink is not None:
             sink.write(chunk)  # type: ignore[attr-defined]
+        if scanner is not None:
+            scanner.feed(chunk)
     return size, digest.hexdigest(), head
 
 
@@ -108,8 +111,9 @@ def _chunks(handle: object) -> Iterator[bytes]:
 
 
 @contextmanager
-def local_recording(key: str) -> Iterator[tuple[Path, FileFacts]]:
-    """A local path to the stored file and its facts, hashed in the same single read.
+def local_recording(key: str, *, scanner: WavScanner | None = None) -> Iterator[tuple[Path, FileFacts]]:
+    """A local path to the stored file and its facts, hashed in the same single read; ``scanner`` is fed the
+    same chunks (a PCM WAV is then described without reading it again).
 
     Local storage is read in place; any other (S3) is streamed once into a temporary file that is deleted after.
     """
@@ -118,13 +122,13 @@ def local_recording(key: str) -> Iterator[tuple[Path, FileFacts]]:
         if isinstance(storage, FileSystemStorage):
             path = Path(storage.path(key))
             with path.open("rb") as handle:
-                size, sha256, head = _hash_stream(_chunks(handle))
+                size, sha256, head = _hash_stream(_chunks(handle), scanner=scanner)
             yield path, _facts(size, sha256, head)
             return
         with tempfile.TemporaryDirectory(prefix="callbook-ingest-") as folder:
             path = Path(folder) / Path(key).name
             with storage.open(key, "rb") as source, path.open("wb") as sink:
-                size, sha256, head = _hash_stream(_chunks(source), sink)
+                size, sha256, head = _hash_stream(_chunks(source), sink, scanner)
             yield path, _facts(size, sha256, head)
     except FileNotFoundError:
         raise IngestFailed(f"The file {key} is no longer in storage.") from None
@@ -292,18 +296,16 @@ def _claim_sql() -> str:
 
 
 def _field(name: str) -> Field[Any, Any]:
-    field = Recording._meta.get_field(name)
-    if not isinstance(field, Field):
-        raise TypeError(f"Recording.{name} is not a concrete field")
-    return field
+    return sql.concrete_field(Recording, name)
 
 
 def _process_recording(*, recording: Recording, started: float) -> tuple[str, _Decoded | None]:
     """Hash and decode the claimed recording, outside any transaction. A problem with the file itself is recorded
     at once; a sound file's results are returned, for ``_write_results`` to write with the transcript."""
+    scanner = WavScanner()
     try:
-        with local_recording(recording.file) as (path, facts):
-            info = probe_audio(path)
+        with local_recording(recording.file, scanner=scanner) as (path, facts):
+            info = _describe_audio(path, scanner)
     except (IngestFailed, AudioError) as exc:
         _finish_failed(recording=recording, reason=str(exc))
         logger.warning("ingest of %s failed: %s", recording.session_id, exc)
@@ -318,9 +320,14 @@ def _process_recording(*, recording: Recording, started: float) -> tuple[str, _D
     return Recording.Status.AVAILABLE, _Decoded(recording=recording, facts=facts, info=info)
 
 
+def _describe_audio(path: Path, scanner: WavScanner) -> AudioInfo:
+    """The audio's facts: from the scan made while hashing (a PCM WAV), else by decoding the file."""
+    return scanner.result() if scanner.accepted else probe_audio(path)
+
+
 def _finish_available(*, recording: Recording, facts: FileFacts, info: AudioInfo) -> None:
     """Write a decoded recording's facts and the session's recording status; inside ``_write_results``'s
-    transaction. Two UPDATEs whose SQL is written once (``_update_sql``): building them through the ORM cost more
+    transaction. Two UPDATEs whose SQL is written once (``sql.update_sql``): building them through the ORM cost more
     than running them."""
     now = timezone.now()
     recording.size_bytes = facts.size
@@ -340,7 +347,7 @@ def _finish_available(*, recording: Recording, facts: FileFacts, info: AudioInfo
     session_fields = _session_fields()
     with connection.cursor() as cursor:
         cursor.execute(
-            _update_sql(Recording, _AVAILABLE_FIELDS, vendor=connection.vendor),
+            sql.update_sql(Recording, _AVAILABLE_FIELDS, vendor=connection.vendor),
             [
                 *(_field(name).get_db_prep_save(getattr(recording, name), connection) for name in _AVAILABLE_FIELDS),
                 recording.pk,
@@ -348,7 +355,7 @@ def _finish_available(*, recording: Recording, facts: FileFacts, info: AudioInfo
         )
         # The session's own duration (from its events) wins over the recording's: COALESCE(duration_ms, %s).
         cursor.execute(
-            _update_sql(
+            sql.update_sql(
                 CallSession,
                 ("recording_status", "duration_ms", "updated_at"),
                 keep_first="duration_ms",
@@ -366,21 +373,6 @@ def _finish_available(*, recording: Recording, facts: FileFacts, info: AudioInfo
 @cache
 def _session_fields() -> dict[str, Field[Any, Any]]:
     return {field.name: field for field in CallSession._meta.concrete_fields}
-
-
-@cache
-def _update_sql(model: type[Model], names: tuple[str, ...], keep_first: str = "", vendor: str = "") -> str:
-    """``UPDATE <table> SET <column> = %s, ... WHERE <pk> = %s`` for ``model``, from its own names; the column
-    named ``keep_first`` keeps a value it already has: ``<column> = COALESCE(<column>, %s)``. Cached per model,
-    names and database ``vendor`` (whose quoting it uses)."""
-    quote = connection.ops.quote_name
-    meta = model._meta
-    assignments = []
-    for name in names:
-        column = quote(str(meta.get_field(name).column))  # type: ignore[union-attr]  # concrete fields only
-        assignments.append(f"{column} = COALESCE({column}, %s)" if name == keep_first else f"{column} = %s")
-    pk = quote(str(meta.pk.column))
-    return f"UPDATE {quote(meta.db_table)} SET {', '.join(assignments)} WHERE {pk} = %s"  # noqa: S608  # model names
 
 
 _AVAILABLE_FIELDS = (
@@ -442,9 +434,12 @@ def _read_provided_transcript(*, session_id: uuid.UUID) -> _ProvidedTranscript:
         return _ProvidedTranscript(session_id=session_id, present=None)
     key = folder.transcript
     # The session's current transcript, if any, in one query: its file and checksum.
-    current_file, current_checksum = Transcript.objects.filter(session_id=session_id).values_list(
-        "file", "checksum"
-    ).first() or ("", "")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql.select_sql(Transcript, ("file", "checksum"), "session", vendor=connection.vendor),
+            [_transcript_fields()["session"].get_db_prep_value(session_id, connection)],
+        )
+        current_file, current_checksum = cursor.fetchone() or ("", "")
     if current_file and current_file.rsplit("/", 1)[-1] in folder.files:
         # An uploaded transcript is the session's transcript even when older files share the folder.
         key = current_file
@@ -487,16 +482,33 @@ def transcript_save(
         return _transcript_write(session_id=session_id, parsed=parsed, source=source, file=file, checksum=checksum)
 
 
+_TRANSCRIPT_COLUMNS = (
+    "session",
+    "file",
+    "text",
+    "language",
+    "source",
+    "encoding",
+    "had_replacements",
+    "checksum",
+    "created_at",
+    "updated_at",
+)
+_SEGMENT_COLUMNS = ("transcript", "position", "speaker", "start_ms", "end_ms", "text")
+
+
 def _transcript_write(
     *, session_id: uuid.UUID, parsed: ParsedTranscript, source: str, file: str, checksum: str
 ) -> Transcript:
-    """``transcript_save``'s writes, inside the caller's transaction: three statements.
+    """``transcript_save``'s writes, inside the caller's transaction: three statements, written once (``calls.sql``).
 
     The transcript row is written with INSERT ... ON CONFLICT (session) DO UPDATE: the session's one transcript is
     created or replaced in one statement, and a concurrent writer of the same session's transcript waits on that
     row until this transaction ends (SQLite: transactions are IMMEDIATE, one writer at a time), so its segments
-    never mix with these. On PostgreSQL the search vector is computed in the same statement.
+    never mix with these. On PostgreSQL the search vector is computed in the same statement. The segments go in
+    with one ``executemany``.
     """
+    now = timezone.now()
     transcript = Transcript(
         session_id=session_id,
         text=parsed.text,
@@ -506,36 +518,61 @@ def _transcript_write(
         had_replacements=parsed.had_replacements,
         file=file,
         checksum=checksum,
+        created_at=now,
+        updated_at=now,
     )
-    update_fields = ["text", "language", "source", "encoding", "had_replacements", "file", "checksum", "updated_at"]
-    if connection.vendor == "postgresql":
-        transcript.search_vector = SearchVector(  # an expression, computed by the INSERT
-            Value(parsed.text, output_field=TextField()), config=settings.SEARCH_CONFIG
-        )
-        update_fields.append("search_vector")
-    Transcript.objects.bulk_create(
-        [transcript], update_conflicts=True, unique_fields=["session"], update_fields=update_fields
+    fields = _transcript_fields()
+    params = [
+        fields[name].get_db_prep_save(getattr(transcript, fields[name].attname), connection)
+        for name in _TRANSCRIPT_COLUMNS
+    ]
+    search = connection.vendor == "postgresql"
+    if search:
+        params += [settings.SEARCH_CONFIG, parsed.text]
+    returning = connection.features.can_return_columns_from_insert  # SQLite >= 3.35, PostgreSQL
+    upsert = sql.upsert_sql(
+        Transcript,
+        _TRANSCRIPT_COLUMNS,
+        conflict="session",
+        keep=("created_at",),
+        search_vector="search_vector" if search else "",
+        returning=returning,
+        vendor=connection.vendor,
     )
-    if not connection.features.can_return_rows_from_bulk_insert:  # SQLite < 3.35: the id is not returned
-        transcript.pk = Transcript.objects.filter(session_id=session_id).values_list("pk", flat=True).get()
-    TranscriptSegment.objects.filter(transcript_id=transcript.pk).delete()
-    TranscriptSegment.objects.bulk_create(
-        TranscriptSegment(
-            transcript=transcript,
-            position=i,
-            speaker=segment.speaker[:64],
-            start_ms=segment.start_ms,
-            # The segment table refuses an end before its start; parsers already mend those, this guards.
-            end_ms=(
-                max(segment.end_ms, segment.start_ms)
-                if segment.end_ms is not None and segment.start_ms is not None
-                else segment.end_ms
-            ),
-            text=segment.text,
-        )
-        for i, segment in enumerate(parsed.segments)
-    )
+    with connection.cursor() as cursor:
+        cursor.execute(upsert, params)
+        if returning:
+            transcript.pk = cursor.fetchone()[0]
+        else:
+            transcript.pk = Transcript.objects.filter(session_id=session_id).values_list("pk", flat=True).get()
+        cursor.execute(sql.delete_sql(TranscriptSegment, "transcript", vendor=connection.vendor), [transcript.pk])
+        if parsed.segments:
+            # Integers and text only: the driver takes them as they are, no field needs to prepare them.
+            cursor.executemany(
+                sql.insert_sql(TranscriptSegment, _SEGMENT_COLUMNS, vendor=connection.vendor),
+                [
+                    (
+                        transcript.pk,
+                        i,
+                        segment.speaker[:64],
+                        segment.start_ms,
+                        # The segment table refuses an end before its start; parsers already mend those, this guards.
+                        (
+                            max(segment.end_ms, segment.start_ms)
+                            if segment.end_ms is not None and segment.start_ms is not None
+                            else segment.end_ms
+                        ),
+                        segment.text,
+                    )
+                    for i, segment in enumerate(parsed.segments)
+                ],
+            )
     return transcript
+
+
+@cache
+def _transcript_fields() -> dict[str, Field[Any, Any]]:
+    return {name: sql.concrete_field(Transcript, name) for name in _TRANSCRIPT_COLUMNS}
 
 
 def _transcribe(*, session_id: uuid.UUID, unless_transcribed: bool = False) -> None:

@@ -84,8 +84,25 @@ def chunk(name: bytes, payload: bytes) -> bytes:
 
 def via_decoder(path: Path) -> AudioInfo:
     """What FFmpeg decoding the file answers: the fast path switched off."""
-    with mock.patch.object(audio, "_pcm_wav_layout", return_value=None):
+    with mock.patch.object(audio, "_parse_wav_header", return_value=None):
         return probe_audio(path)
+
+
+def takes_fast_path(path: Path) -> bool:
+    return audio._scan_file(path, 3600).accepted
+
+
+def scanned_in_chunks(path: Path, sizes: list[int], max_seconds: float = 3600) -> AudioInfo:
+    """The file fed to a WavScanner in chunks of these sizes, in turn, as the ingest feeds what it hashes."""
+    raw = memoryview(path.read_bytes())
+    scanner = audio.WavScanner(max_seconds=max_seconds)
+    at, turn = 0, 0
+    while at < len(raw):
+        size = sizes[turn % len(sizes)]
+        scanner.feed(raw[at : at + size])
+        at, turn = at + size, turn + 1
+    assert scanner.accepted
+    return scanner.result()
 
 
 def assert_same(fast: AudioInfo, decoded: AudioInfo) -> None:
@@ -121,7 +138,7 @@ def assert_same(fast: AudioInfo, decoded: AudioInfo) -> None:
 def test_the_fast_path_agrees_with_decoding(tmp_path, channels, rate, bits, tag, codec):
     samples = speechlike(channels, rate * 7 + 13)  # an odd count: a partial last window
     path = write_pcm_wav(tmp_path / "call.wav", samples, rate, bits=bits, tag=tag)
-    assert audio._pcm_wav_layout(path) is not None
+    assert takes_fast_path(path)
     fast = probe_audio(path)
     assert fast.codec == codec
     assert fast.talk_ms[0] > 0
@@ -133,7 +150,7 @@ def test_the_fast_path_agrees_with_decoding(tmp_path, channels, rate, bits, tag,
 @pytest.mark.parametrize(("bits", "tag"), [(16, 1), (24, 1), (32, 3)])
 def test_extensible_pcm_takes_the_fast_path(tmp_path, bits, tag):
     path = write_pcm_wav(tmp_path / "ext.wav", speechlike(2, 8000 * 5 + 1), 8000, bits=bits, tag=tag, extensible=True)
-    assert audio._pcm_wav_layout(path) is not None
+    assert takes_fast_path(path)
     assert_same(probe_audio(path), via_decoder(path))
 
 
@@ -166,12 +183,41 @@ def test_odd_sized_8_bit_data_and_very_short_files(tmp_path):
 
 
 def test_a_long_file_is_read_in_blocks(tmp_path, monkeypatch):
-    monkeypatch.setattr(audio, "_BLOCK_BYTES", 64 * 1024)  # many blocks, and a last one that is partial
+    monkeypatch.setattr(audio, "READ_BYTES", 64 * 1024)  # many blocks, and a last one that is partial
     path = write_pcm_wav(tmp_path / "long.wav", speechlike(2, 8000 * 40 + 77), 8000)
     blocked = probe_audio(path)
-    monkeypatch.setattr(audio, "_BLOCK_BYTES", 64 * 1024 * 1024)
+    monkeypatch.setattr(audio, "READ_BYTES", 64 * 1024 * 1024)
     assert blocked == probe_audio(path)
     assert_same(blocked, via_decoder(path))
+
+
+@pytest.mark.parametrize("bits", [8, 16, 24])
+@pytest.mark.parametrize("sizes", [[1], [3, 7], [4097], [44, 1601, 5]])
+def test_chunk_boundaries_anywhere_give_the_same_answer(tmp_path, bits, sizes):
+    """Boundaries inside the header, inside a sample, inside a window and at its edge: nothing moves."""
+    before = chunk(b"LIST", b"INFOISFT\x05\x00\x00\x00Lavf\x00")
+    after = chunk(b"LIST", b"INFOICMT\x04\x00\x00\x00note")
+    samples = speechlike(2, 8000 * 2 + 9)
+    path = write_pcm_wav(tmp_path / "odd.wav", samples, 8000, bits=bits, before_data=before, after_data=after)
+    whole = probe_audio(path)
+    assert scanned_in_chunks(path, sizes) == whole
+    assert whole.duration_ms == round((8000 * 2 + 9) / 8)
+
+
+def test_a_data_chunk_behind_a_megabyte_of_metadata_is_left_to_the_decoder(tmp_path):
+    before = chunk(b"LIST", b"INFOICMT" + b"x" * (2 * audio._HEADER_LIMIT))
+    path = write_pcm_wav(tmp_path / "meta.wav", speechlike(1, 8000 * 2), 8000, before_data=before)
+    assert not takes_fast_path(path)
+    assert probe_audio(path).duration_ms == 2000
+
+
+def test_the_length_limit_is_enforced_from_the_header_and_while_scanning(tmp_path):
+    declared = write_pcm_wav(tmp_path / "long.wav", speechlike(1, 8000 * 5), 8000)
+    with pytest.raises(AudioError, match="longer than the limit of 4 s"):
+        probe_audio(declared, max_seconds=4)
+    unknown = write_pcm_wav(tmp_path / "live.wav", speechlike(1, 8000 * 5), 8000, declared=0)
+    with pytest.raises(AudioError, match="longer than the limit"):
+        scanned_in_chunks(unknown, [4096], max_seconds=4)
 
 
 def test_empty_data_and_non_pcm_wav(tmp_path):
@@ -184,7 +230,7 @@ def test_empty_data_and_non_pcm_wav(tmp_path):
     raw = bytearray(alaw.read_bytes())
     raw[20:22] = struct.pack("<H", 6)
     alaw.write_bytes(bytes(raw))
-    assert audio._pcm_wav_layout(alaw) is None
+    assert not takes_fast_path(alaw)
     assert probe_audio(alaw).codec == "pcm_alaw"
 
 

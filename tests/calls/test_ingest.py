@@ -131,10 +131,10 @@ def test_it_gives_the_claim_back_when_storage_fails_transiently(alice, recording
 
     session = session_with_file(alice, recordings_root, speech)
 
-    def unavailable(path: Path) -> None:
+    def unavailable(path: Path, scanner: object) -> None:
         raise OSError("storage blinked")
 
-    monkeypatch.setattr(ingest, "probe_audio", unavailable)
+    monkeypatch.setattr(ingest, "_describe_audio", unavailable)
     with pytest.raises(ingest.StorageUnavailable, match="storage blinked"):
         session_ingest(session_id=session.pk)
     assert Recording.objects.get(session=session).status == "pending"

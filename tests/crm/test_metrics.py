@@ -284,10 +284,10 @@ def test_it_counts_neither_ok_nor_failed_for_a_transient_error(alice, recordings
     settings.TRANSCRIPTION_BACKEND = "none"
     session_id = pending_recording(recordings_root, alice, wav_bytes())
 
-    def storage_down(path: Any, **kwargs: Any) -> Any:
+    def storage_down(*args: Any) -> Any:
         raise ingest.StorageUnavailable("the bucket did not answer")
 
-    monkeypatch.setattr(ingest, "probe_audio", storage_down)
+    monkeypatch.setattr(ingest, "_describe_audio", storage_down)
     moved = delta(("callbook_ingests_total", {"result": "ok"}), ("callbook_ingests_total", {"result": "failed"}))
     with pytest.raises(ingest.StorageUnavailable):
         ingest.session_ingest(session_id=session_id)
