@@ -17,7 +17,7 @@ from functools import partial
 from typing import Any
 
 from django.db import IntegrityError, connections, router, transaction
-from django.db.models import Model
+from django.db.models import Field, Model
 from django.db.models.constants import OnConflict
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -399,6 +399,9 @@ def _batch_insert(
     return created, present
 
 
+_PLAIN = frozenset({str, int, bool, type(None)})
+
+
 def _insert_rows(model: type[Model], rows: list[Any], *, ignore_conflicts: bool = False) -> None:
     """``model.objects.bulk_create(rows, ignore_conflicts=...)``. Elsewhere than on PostgreSQL, without the ORM
     writing SQL for every value of every row, which was most of the sweep's time per adopted folder: the same
@@ -424,10 +427,22 @@ def _insert_rows(model: type[Model], rows: list[Any], *, ignore_conflicts: bool 
     suffix = ops.on_conflict_suffix_sql(fields, on_conflict, None, None) if on_conflict else ""
     row_sql = f"({', '.join(['%s'] * len(fields))})"
     size = max(ops.bulk_batch_size(fields, rows), 1)
+    prepared: dict[tuple[str, type, Any], Any] = {}
+
+    def prepare(field: Field[Any, Any], value: Any) -> Any:
+        # Most columns of a batch hold the same few values (defaults, the status, the owner): for plain values,
+        # whose preparation depends on the value alone, each field prepares each of them once.
+        if type(value) not in _PLAIN:
+            return field.get_db_prep_save(value, connection)
+        key = (field.attname, type(value), value)
+        if key not in prepared:
+            prepared[key] = field.get_db_prep_save(value, connection)
+        return prepared[key]
+
     with connection.cursor() as cursor:
         for start in range(0, len(rows), size):
             chunk = rows[start : start + size]
-            params = [f.get_db_prep_save(f.pre_save(row, True), connection) for row in chunk for f in fields]
+            params = [prepare(f, f.pre_save(row, True)) for row in chunk for f in fields]
             # Names from the model's own metadata, quoted; every value is a parameter.
             cursor.execute(f"{head}{', '.join([row_sql] * len(chunk))} {suffix}".rstrip(), params)
 

@@ -3,14 +3,17 @@ operator commands ingest, adopt_orphans and expire_sessions)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import cache
 from itertools import islice
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.core.files.storage import FileSystemStorage
@@ -23,8 +26,7 @@ from django.utils import timezone
 from calls import states
 from calls.adoption import orphan_adopt, sweep_batch
 from calls.ingest import claim_lease
-from calls.models import CallEvent, CallSession, Recording, StorageFolder
-from calls.selectors import parse_session_id
+from calls.models import CallEvent, CallSession, Recording, StorageFolder, Transcript
 from calls.services import call_session_abandon_if_quiet
 from calls.storage import (
     META_FILE,
@@ -32,17 +34,17 @@ from calls.storage import (
     TRANSCRIPT_EXTENSIONS,
     inspect_session_folder,
     recordings_storage,
-    session_folder,
 )
 from crm import metrics
 
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[int], None]
+_T = TypeVar("_T")
 BATCH = 1000
 
 
-def _batches(items: Iterable[uuid.UUID], size: int = BATCH) -> Iterator[list[uuid.UUID]]:
+def _batches(items: Iterable[_T], size: int = BATCH) -> Iterator[list[_T]]:
     iterator = iter(items)
     while batch := list(islice(iterator, size)):
         yield batch
@@ -94,39 +96,34 @@ def orphans_sweep(*, dry_run: bool = False, progress: Progress | None = None) ->
     listing = list_session_folders()
     report.folders = len(listing)
     ledger = _ledger_signatures()
-    todo: dict[uuid.UUID, str] = {}
+    # Folders are handled by name (the session id's canonical text): a UUID object is made only for a folder
+    # that is adopted, attached or queued, not for each of the store's folders.
+    todo: dict[str, str] = {}
     for name, signature in listing.items():
         # The ledger is keyed by the canonical form of session ids, so a name found there with the same signature
         # is a session id whose folder was dealt with and has not changed since: nothing to parse or open.
         if ledger.get(name) == signature:
             report.unchanged += 1
-            continue
-        session_id = parse_session_id(name)
         # Session ids are minted lowercase and the folder contract uses them as they are: an upper-case folder
         # name is reported for someone to rename, rather than adopted under a key that does not exist.
-        if session_id is None or str(session_id) != name:
-            report.not_session_ids.append(name)
+        elif _CANONICAL_ID_RE.match(name):
+            todo[name] = signature
         else:
-            todo[session_id] = signature
+            report.not_session_ids.append(name)
     if progress:
         progress(report.unchanged + len(report.not_session_ids))
-    for batch in _batches(todo):
-        # The rows of the batch's sessions, each with its recording's status and whether it has a transcript.
-        rows: dict[uuid.UUID, tuple[Any, Any]] = {
-            pk: (recording_status, transcript_id)
-            for pk, recording_status, transcript_id in CallSession.objects.filter(pk__in=batch)
-            .order_by()
-            .values_list("pk", "recording__status", "transcript__id")
-        }
+    for batch in _batches(todo, SWEEP_BATCH):
+        rows = _session_states(batch)
         if dry_run:
-            for session_id in batch:
-                _sweep_one(session_id=session_id, has_row=session_id in rows, dry_run=True, report=report)
+            for name in batch:
+                _sweep_one(session_id=uuid.UUID(name), has_row=name in rows, dry_run=True, report=report)
         else:
-            known = {sid: rows[sid] for sid in batch if sid in rows}
+            known = {name: rows[name] for name in batch if name in rows}
             # A folder in the ledger under another signature was dealt with before and has changed since.
-            found = _sweep_known(known, changed={sid for sid in known if str(sid) in ledger}, report=report)
-            found.update(_sweep_orphans([sid for sid in batch if sid not in rows], report=report))
-            _ledger_write({sid: (state, todo[sid]) for sid, state in found.items()})
+            found = _sweep_known(known, changed={name for name in known if name in ledger}, report=report)
+            orphans = [uuid.UUID(name) for name in batch if name not in rows]
+            found.update({str(sid): state for sid, state in _sweep_orphans(orphans, report=report).items()})
+            _ledger_write({name: (state, todo[name]) for name, state in found.items()})
         if progress:
             progress(len(batch))
     if report.adopted or report.attached:
@@ -155,44 +152,95 @@ def _ledger_signatures() -> dict[str, str]:
     }
 
 
+# The canonical text of a session id, as session folders are named.
+_CANONICAL_ID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
+# Folders looked up, adopted and written to the ledger per transaction. Large: at a hundred thousand sessions,
+# rows under random ids land on pages all over each index, and a commit writes each page it dirtied once.
+SWEEP_BATCH = 5000
+
+
+def _id_values(names: list[str], connection: BaseDatabaseWrapper) -> list[str]:
+    """Session ids as their uuid columns take them: the canonical text where the database has a uuid type, else
+    the 32 hex digits that UUIDField stores there."""
+    return names if connection.features.has_native_uuid_field else [name.replace("-", "") for name in names]
+
+
+def _session_states(names: list[str]) -> dict[str, tuple[str | None, int | None]]:
+    """{name: (its recording's status, its transcript's id)} for the names that have a session row.
+
+    One query with the names as one parameter (a JSON array on SQLite, an array on PostgreSQL): building an IN
+    list of a thousand ids through the ORM cost more than the query.
+    """
+    connection = connections[CallSession.objects.db]
+    native = connection.features.has_native_uuid_field
+    ids = _id_values(names, connection)
+    with connection.cursor() as cursor:
+        cursor.execute(_session_states_sql(connection.vendor, native), [ids if native else json.dumps(ids)])
+        found = cursor.fetchall()
+    return {
+        key if len(key) == 36 else f"{key[:8]}-{key[8:12]}-{key[12:16]}-{key[16:20]}-{key[20:]}": (status, transcript)
+        for key, status, transcript in found
+    }
+
+
+@cache
+def _session_states_sql(vendor: str, native_uuid: bool) -> str:
+    quote = connections[CallSession.objects.db].ops.quote_name
+
+    def column(model: type[Model], name: str) -> str:
+        return quote(str(_column(model, name).column))
+
+    session, recording, transcript = (quote(m._meta.db_table) for m in (CallSession, Recording, Transcript))
+    pk = f"{session}.{column(CallSession, 'id')}"
+    # PostgreSQL: the id as canonical text and the names as a uuid array; elsewhere json_each of the hex ids.
+    selected, condition = (
+        (f"{pk}::text", f"{pk} = ANY(%s::uuid[])")
+        if native_uuid
+        else (pk, f"{pk} IN (SELECT value FROM json_each(%s))")  # noqa: S608  # model names
+    )
+    return (
+        f"SELECT {selected}, {recording}.{column(Recording, 'status')}, {transcript}.{column(Transcript, 'id')} "  # noqa: S608  # model names
+        f"FROM {session} "
+        f"LEFT JOIN {recording} ON {recording}.{column(Recording, 'session')} = {pk} "
+        f"LEFT JOIN {transcript} ON {transcript}.{column(Transcript, 'session')} = {pk} "
+        f"WHERE {condition}"
+    )
+
+
 # Recordings whose ingest has not finished: queueing it again is what lets a lost task be picked up.
 _UNFINISHED = frozenset({Recording.Status.PENDING, Recording.Status.PROCESSING})
 
 
 def _sweep_known(
-    known: dict[uuid.UUID, tuple[str | None, int | None]], *, changed: set[uuid.UUID], report: SweepReport
-) -> dict[uuid.UUID, str]:
+    known: dict[str, tuple[str | None, int | None]], *, changed: set[str], report: SweepReport
+) -> dict[str, str]:
     """Folders of sessions that have a row, given with their recording's status and transcript (read for the
     whole batch in one query). An ingest is queued only for what has something to do: a recording not yet
     ingested, a folder that changed since it was dealt with, or a transcript file in the folder of a session
     without a transcript. A folder is opened only for a session without a recording (late audio) or listed (not
     read) for a session without a transcript. Answers the ledger state of each folder dealt with."""
-    found: dict[uuid.UUID, str] = {}
-    for session_id, (recording_status, transcript_id) in known.items():
+    found: dict[str, str] = {}
+    for name, (recording_status, transcript_id) in known.items():
         if recording_status is None:
-            state = _attach_late(session_id=session_id, dry_run=False, report=report)
+            state = _attach_late(session_id=uuid.UUID(name), dry_run=False, report=report)
             if state is not None:
-                found[session_id] = state
+                found[name] = state
             continue
-        if (
-            session_id in changed
-            or recording_status in _UNFINISHED
-            or (transcript_id is None and _holds_transcript(session_id))
-        ):
+        if name in changed or recording_status in _UNFINISHED or (transcript_id is None and _holds_transcript(name)):
             # Ingest is idempotent and picks up what is new (a transcript that arrived, say).
-            _queue(session_id)
-        found[session_id] = StorageFolder.State.HAS_SESSION
+            _queue(uuid.UUID(name))
+        found[name] = StorageFolder.State.HAS_SESSION
     return found
 
 
-def _holds_transcript(session_id: uuid.UUID) -> bool:
-    """Whether the session's folder holds a transcript file: a listing of the folder, nothing read."""
+def _holds_transcript(name: str) -> bool:
+    """Whether the folder of the session named so holds a transcript file: a listing of the folder, nothing read."""
     storage = recordings_storage()
     try:
         if isinstance(storage, FileSystemStorage):
-            files = os.listdir(os.path.join(storage.location, SESSIONS_PREFIX, str(session_id)))
+            files = os.listdir(os.path.join(storage.location, SESSIONS_PREFIX, name))
         else:
-            _, files = storage.listdir(session_folder(session_id))
+            _, files = storage.listdir(f"{SESSIONS_PREFIX}/{name}")
     except (FileNotFoundError, NotADirectoryError):
         return False
     return any(name != META_FILE and name.lower().endswith(TRANSCRIPT_EXTENSIONS) for name in files)
@@ -241,7 +289,7 @@ def _column(model: type[Model], name: str) -> _Column:
     return _Column(field=field, column=field.column)
 
 
-def _ledger_write(rows: dict[uuid.UUID, tuple[str, str]]) -> None:
+def _ledger_write(rows: dict[str, tuple[str, str]]) -> None:
     """Record each folder's state and signature, inserting or updating, for the whole batch in one transaction.
     What ``bulk_create(update_conflicts=True)`` writes, without the ORM building each value of each row (that took
     most of a first sweep's time: ~0.1 ms a folder): on PostgreSQL one upsert of the rows as arrays (UNNEST, as
@@ -258,7 +306,7 @@ def _ledger_write(rows: dict[uuid.UUID, tuple[str, str]]) -> None:
     upsert = f"ON CONFLICT ({quote(key.column)}) DO UPDATE SET {updated}"
     table = quote(StorageFolder._meta.db_table)
     now = checked_at.get_db_prep_save(timezone.now(), connection)
-    keys = [key.get_db_prep_save(sid, connection) for sid in rows]
+    keys = _id_values(list(rows), connection)
     # Names and types from the model's own metadata, quoted; every value is a parameter.
     with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
         if connection.vendor == "postgresql":

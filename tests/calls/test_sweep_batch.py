@@ -229,10 +229,10 @@ def test_the_first_sweep_queues_no_ingest_for_complete_sessions(
     write_folder(recordings_root, audio_only.pk)
     pending = RecordingFactory.create(session__owner=alice, status=Recording.Status.PENDING).session
     write_folder(recordings_root, pending.pk)
-    listed: list[uuid.UUID] = []
+    listed: list[str] = []
     real_holds = maintenance._holds_transcript
 
-    def spy(session_id: uuid.UUID) -> bool:
+    def spy(session_id: str) -> bool:
         listed.append(session_id)
         return real_holds(session_id)
 
@@ -248,7 +248,7 @@ def test_the_first_sweep_queues_no_ingest_for_complete_sessions(
     assert (report.folders, report.adopted, report.attached, report.without_audio) == (3, [], [], 0)
     assert queued == [pending.pk]
     # Only the folder of a session without a transcript is listed (not read); the complete one is not touched.
-    assert listed == [audio_only.pk]
+    assert listed == [str(audio_only.pk)]
     assert StorageFolder.objects.filter(state=StorageFolder.State.HAS_SESSION).count() == 3
     assert orphans_sweep().unchanged == 3
     assert queued == [pending.pk]
