@@ -183,13 +183,18 @@ def bench_environment(
 
 
 def setup_django(*, migrate: bool = True) -> None:
-    """django.setup() with the bench's environment, and the schema migrated into the bench database."""
+    """django.setup() with the bench's environment, the schema migrated into the bench database, and the process
+    prepared as a worker's is (``freeze_startup_objects``)."""
     import django
     from django.core.management import call_command
 
     django.setup()
     if migrate:
         call_command("migrate", interactive=False, verbosity=0)
+    # What a Celery worker process does once it is set up, so that in-process figures are the worker's.
+    from crm.celery_signals import freeze_startup_objects
+
+    freeze_startup_objects()
 
 
 def vendor() -> str:
