@@ -10,10 +10,11 @@ shaped noise stand in.
 Baseline: reading every file the ingest reads (recording and transcript) and sha256-ing it, streamed in the
 ingest's own chunk size, the faster of two runs. Every file is read once before either side is timed, so both
 find it in the page cache. Measured: ``session_ingest`` for every session, in-process and one after the other
-(what one worker process does), with speech-to-text off. Target: ingest time <= 3x the read+hash time. Where
-the time goes is reported: read+hash inside the ingest, decoding (``probe_audio``), transcript parsing, the
-database writes, SQL statements; and, as the floor for decoding, FFmpeg decoding the same files with nothing
-done to the frames.
+(what one worker process does), with speech-to-text off, the faster of two runs (the rows reset in between).
+Target: ingest time <= 3x the read+hash time. Where the time goes is reported: read+hash inside the ingest (a
+PCM WAV is described in that same pass), decoding the other formats (``probe_audio``), transcript parsing, the
+database writes, SQL statements; and, as the floor for decoding, FFmpeg decoding those files with nothing done
+to the frames.
 
 Informative: the same ingest through a real Celery worker (``--concurrency 2``) on the embedded filesystem
 broker (or on the broker in CELERY_BROKER_URL when that is a Redis URL, on a queue of its own), wall time from
@@ -260,8 +261,8 @@ class Ingest:
 
 # What is timed inside session_ingest: (module attribute in calls.ingest, label).
 PHASES = (
-    ("_hash_stream", "read + sha256 of the recording"),
-    ("probe_audio", "decode (probe_audio)"),
+    ("_hash_stream", "read + sha256 (+ PCM WAV scan, same pass)"),
+    ("probe_audio", "decode, other formats (probe_audio)"),
     ("parse_transcript", "transcript parse"),
     ("_write_results", "results written (DB, one transaction)"),
 )
@@ -449,10 +450,9 @@ def describe_costs(run: Ingest, floor: float, frames: int) -> None:
     decode = run.phase_seconds["probe_audio"]
     per_file = frames / max(run.phase_calls["probe_audio"], 1)
     print(
-        f"    FFmpeg decoding the same files, frames untouched: {floor:.2f} s for {frames} frames "
-        f"({per_file:.0f} per file, {floor / max(frames, 1) * 1e6:.0f} us each); "
-        f"probe_audio spends {decode - floor:.2f} s more ({(decode - floor) / max(frames, 1) * 1e6:.0f} us per frame, "
-        f"{(decode - floor) / max(decode, 1e-9):.0%} of its time) in its per-frame numpy work"
+        f"    FFmpeg decoding those {run.phase_calls['probe_audio']} files, frames untouched: {floor:.2f} s for "
+        f"{frames} frames ({per_file:.0f} per file, {floor / max(frames, 1) * 1e6:.0f} us each); probe_audio spends "
+        f"{decode - floor:.2f} s more ({(decode - floor) / max(decode, 1e-9):.0%} of its time) on the samples"
     )
     total = sum(run.statements.values())
     print(
@@ -496,15 +496,23 @@ def main() -> int:  # noqa: PLR0915  # one linear script: phases read top to bot
         print(rate("read + sha256 (faster of 2, 1 MiB chunks)", baseline, corpus.recordings, size))
 
         backends = _env.pg_backend_pids(bench.postgres) if bench.postgres else []
-        run = ingest_all(corpus, backends)
-        print(rate("session_ingest, in-process, one at a time", run.seconds, corpus.recordings, size))
+        # The faster of two runs, as for the baseline: one run on a shared machine moves by a third.
+        runs_ = []
+        for attempt in range(2):
+            if attempt:
+                reset_rows()
+            runs_.append(ingest_all(corpus, backends))
+            check_ingested(corpus, digests, root)
+        run = min(runs_, key=lambda r: r.seconds)
+        print(rate("session_ingest, in-process (faster of 2)", run.seconds, corpus.recordings, size))
         print(f"    recording statuses: {dict(run.statuses)}")
         print(
             f"    CPU time: ingest {run.cpu:.2f} s (this process + its database backend), read + sha256 "
             f"{baseline_cpu:.2f} s"
         )
-        check_ingested(corpus, digests, root)
-        floor, frames = decode_floor([path for path in corpus.files if path.stem == "recording"])
+        # PCM WAV is scanned in the hashing pass; FFmpeg decodes the rest.
+        decoded = [path for path in corpus.files if path.stem == "recording" and path.suffix != ".wav"]
+        floor, frames = decode_floor(decoded)
         describe_costs(run, floor, frames)
 
         worker: WorkerRun | None = None
