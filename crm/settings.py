@@ -308,8 +308,11 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "data_folder_out": str(_broker_dir),
         "control_folder": str(VAR_DIR / "celery" / "control"),
         "store_processed": False,
-        # kombu's default is 1 s: a worker would take at most one task a second per process.
-        "polling_interval": 0.1,
+        # How long an idle consumer sleeps between looks at the folder. kombu's default of 1 s let a worker take at
+        # most one task a second per process; at 0.1 s short tasks (an ingest: a few ms) still waited about 50 ms
+        # each for the next look, and 200 ingests took 10 s instead of 2. Measured idle cost of the worker: 0.35 %
+        # of a core at 0.1 s, 1.4 % at 0.02 s, 2.5 % at 0.01 s.
+        "polling_interval": env.float("CELERY_FILESYSTEM_POLLING_INTERVAL", default=0.02),
     }
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {
