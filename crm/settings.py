@@ -298,7 +298,9 @@ CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=f"file://{VAR_D
 for _folder in (VAR_DIR / "celery", VAR_DIR / "celery" / "results"):
     _folder.mkdir(parents=True, exist_ok=True)
 if CELERY_BROKER_URL.startswith("filesystem://"):
-    # Embedded mode: messages are files under var/celery, so a real worker runs with no broker server.
+    # Embedded mode: messages are files under var/celery, so a real worker runs with no broker server. Written
+    # whole, then renamed into place (crm/broker_fs.py): kombu's own transport let a worker take a half-written one.
+    CELERY_BROKER_TRANSPORT = "crm.broker_fs:Transport"
     _broker_dir = VAR_DIR / "celery" / "broker"
     # kombu does not create these folders, and the web process and the worker must agree on them.
     for _folder in (_broker_dir, VAR_DIR / "celery" / "control", VAR_DIR / "celery" / "results"):

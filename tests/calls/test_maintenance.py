@@ -741,6 +741,8 @@ def test_it_accepts_an_upload_when_redis_itself_is_unreachable(
     # A real publish to a Redis nobody listens on (port 1): the publish retry policy gives up quickly.
     settings.CELERY_TASK_ALWAYS_EAGER = False
     monkeypatch.setattr(app.conf, "broker_url", "redis://127.0.0.1:1/0")
+    # A Redis deployment's settings: no embedded filesystem transport (CELERY_BROKER_TRANSPORT) in front of the URL.
+    monkeypatch.setitem(app.conf, "broker_transport", None)
     # Celery reads CELERY_BROKER_URL from the environment before its own setting (CI's PostgreSQL pass sets it).
     monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:1/0")
     # Forget the connection and producer pools of the configured broker, so the next publish dials Redis.

@@ -440,6 +440,8 @@ def test_it_still_answers_when_the_broker_is_down(client, settings, monkeypatch)
     monkeypatch.setenv("CELERY_BROKER_URL", dead)  # Celery reads the environment before its configuration
     original = app.conf.get("broker_url")
     app.conf["broker_url"] = dead
+    # A Redis deployment's settings: no embedded filesystem transport (CELERY_BROKER_TRANSPORT) in front of the URL.
+    monkeypatch.setitem(app.conf, "broker_transport", None)
     settings.CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 1}
     settings.HEALTH_CHECK_TIMEOUT_SECONDS = 1
     try:
