@@ -7,8 +7,9 @@ never told Callbook) findable: the first authorised look at its id, or the perio
 from __future__ import annotations
 
 import logging
+import operator
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -17,7 +18,8 @@ from functools import partial
 from typing import Any
 
 from django.db import IntegrityError, connections, router, transaction
-from django.db.models import Field, Model
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import DateTimeField, Field, ForeignKey, Model, UUIDField
 from django.db.models.constants import OnConflict
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -399,15 +401,48 @@ def _batch_insert(
     return created, present
 
 
-_PLAIN = frozenset({str, int, bool, type(None)})
+# Values whose preparation depends on the value alone and that repeat down a batch's column (defaults, the status,
+# the owner, the batch's timestamp): each field prepares each of them once.
+_MEMOISED = frozenset({str, int, bool, type(None), datetime})
+
+
+def _preparer(field: Field[Any, Any], connection: BaseDatabaseWrapper) -> Callable[[Any], Any]:
+    """``field.get_db_prep_save`` for one column of a batch, remembering what it prepared for repeated values."""
+    target = field.target_field if isinstance(field, ForeignKey) else field
+    if isinstance(target, UUIDField) and not connection.features.has_native_uuid_field:
+        # Ids are unique down the column, nothing to remember; UUIDField stores 32 hex digits there.
+        return lambda value: value.hex if type(value) is uuid.UUID else field.get_db_prep_save(value, connection)
+    memo: dict[tuple[type, Any], Any] = {}
+
+    def prepare(value: Any) -> Any:
+        kind = type(value)
+        if kind in _MEMOISED:
+            key: tuple[type, Any] = (kind, value)
+        elif (kind is dict or kind is list) and not value:  # an empty JSON default: metadata, a waveform
+            key = (kind, ())
+        else:
+            return field.get_db_prep_save(value, connection)
+        if key not in memo:
+            memo[key] = field.get_db_prep_save(value, connection)
+        return memo[key]
+
+    return prepare
+
+
+def _reader(field: Field[Any, Any], stamped: list[str]) -> Callable[[Model], Any]:
+    """What ``field.pre_save(row, add=True)`` answers: the attribute itself unless the field's class says more."""
+    if field.attname in stamped or type(field).pre_save is Field.pre_save:
+        return operator.attrgetter(field.attname)
+    return lambda row: field.pre_save(row, True)
 
 
 def _insert_rows(model: type[Model], rows: list[Any], *, ignore_conflicts: bool = False) -> None:
     """``model.objects.bulk_create(rows, ignore_conflicts=...)``. Elsewhere than on PostgreSQL, without the ORM
     writing SQL for every value of every row, which was most of the sweep's time per adopted folder: the same
-    columns and values (each field's ``pre_save`` and ``get_db_prep_save``, so auto_now and JSON are as the ORM
-    writes them), the backend's own conflict clause and batch size, in multi-row INSERTs. Ids the database
-    assigns (events, recordings) are not read back: nothing here uses them."""
+    columns and values (each field's ``pre_save`` and ``get_db_prep_save``, so JSON is as the ORM writes it), the
+    backend's own conflict clause and batch size, in multi-row INSERTs. The auto_now and auto_now_add timestamps
+    are the insert's one time, set on each row as ``pre_save`` would, rather than a clock reading per row. Ids the
+    database assigns (events, recordings) are not read back: nothing here uses them."""
     if not rows:
         return
     connection = connections[router.db_for_write(model)]
@@ -427,22 +462,16 @@ def _insert_rows(model: type[Model], rows: list[Any], *, ignore_conflicts: bool 
     suffix = ops.on_conflict_suffix_sql(fields, on_conflict, None, None) if on_conflict else ""
     row_sql = f"({', '.join(['%s'] * len(fields))})"
     size = max(ops.bulk_batch_size(fields, rows), 1)
-    prepared: dict[tuple[str, type, Any], Any] = {}
-
-    def prepare(field: Field[Any, Any], value: Any) -> Any:
-        # Most columns of a batch hold the same few values (defaults, the status, the owner): for plain values,
-        # whose preparation depends on the value alone, each field prepares each of them once.
-        if type(value) not in _PLAIN:
-            return field.get_db_prep_save(value, connection)
-        key = (field.attname, type(value), value)
-        if key not in prepared:
-            prepared[key] = field.get_db_prep_save(value, connection)
-        return prepared[key]
-
+    now = timezone.now()
+    stamped = [f.attname for f in fields if isinstance(f, DateTimeField) and (f.auto_now or f.auto_now_add)]
+    for row in rows:
+        for attname in stamped:
+            setattr(row, attname, now)
+    columns = [(_reader(f, stamped), _preparer(f, connection)) for f in fields]
     with connection.cursor() as cursor:
         for start in range(0, len(rows), size):
             chunk = rows[start : start + size]
-            params = [prepare(f, f.pre_save(row, True)) for row in chunk for f in fields]
+            params = [prepare(read(row)) for row in chunk for read, prepare in columns]
             # Names from the model's own metadata, quoted; every value is a parameter.
             cursor.execute(f"{head}{', '.join([row_sql] * len(chunk))} {suffix}".rstrip(), params)
 

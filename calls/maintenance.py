@@ -112,7 +112,9 @@ def orphans_sweep(*, dry_run: bool = False, progress: Progress | None = None) ->
             report.not_session_ids.append(name)
     if progress:
         progress(report.unchanged + len(report.not_session_ids))
-    for batch in _batches(todo, SWEEP_BATCH):
+    # In id order: a directory lists its entries in hash order, and batches of random ids touched pages all over
+    # every index they read or wrote; a batch of neighbouring ids reads and writes a narrow range of each.
+    for batch in _batches(sorted(todo), SWEEP_BATCH):
         rows = _session_states(batch)
         if dry_run:
             for name in batch:

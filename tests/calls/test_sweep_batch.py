@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from django.db import connection
+from django.utils import timezone
 
 from calls import adoption, maintenance, storage, tasks
 from calls.adoption import orphan_adopt
@@ -284,3 +287,56 @@ def test_the_sweep_costs_a_bounded_number_of_queries_per_batch(
     assert sorted(report.adopted) == sorted(orphans)
     assert queued == []  # the complete sessions queue nothing (the adoptions queue theirs on commit)
     assert StorageFolder.objects.count() == 120
+
+
+_MODELS: tuple[Any, ...] = (CallSession, Recording, CallEvent)
+_STAMPS = ("created_at", "updated_at", "received_at")
+
+
+def test_the_sweeps_bulk_insert_writes_what_bulk_create_writes(alice: User, sales_team: Team) -> None:
+    """``adoption._insert_rows`` (SQL written once per batch) against Django's ``bulk_create``, column by column;
+    its auto_now timestamps are one time for the whole insert, also set on the rows it was given."""
+    started = timezone.now() - timedelta(minutes=5)
+
+    def rows() -> list[list[Any]]:
+        sessions = [
+            CallSession(
+                id=uuid.uuid4(),
+                owner=alice if n % 2 else None,
+                team=sales_team,
+                origin=CallSession.Origin.ADOPTED,
+                auto_created=bool(n % 2),
+                source="media",
+                started_at=started + timedelta(seconds=n) if n else None,
+                duration_ms=n * 1000 or None,
+                metadata={} if n % 2 else {"adoption": {"files": ["recording.wav"], "problems": ["é"]}},
+                last_event_at=started,
+            )
+            for n in range(3)
+        ]
+        recordings = [Recording(session=s, file="sessions/x/recording.wav") for s in sessions]
+        events = [CallEvent(session=s, type="adopted", occurred_at=started, data={"by": "sweep"}) for s in sessions]
+        return [sessions, recordings, events]
+
+    def written(model: Any, sessions: list[CallSession]) -> list[dict[str, Any]]:
+        key = "pk" if model is CallSession else "session_id"
+        skip = {"id", "created_at", "updated_at", "received_at", "session"}
+        names = [f.attname for f in model._meta.concrete_fields if f.attname not in skip and f.name not in skip]
+        found = model.objects.filter(**{f"{key}__in": [s.pk for s in sessions]}).values(key, *names)
+        by_session = {row.pop(key): row for row in found}
+        return [by_session[s.pk] for s in sessions]
+
+    ours, theirs = rows(), rows()
+    for model, mine, django in zip(_MODELS, ours, theirs, strict=True):
+        adoption._insert_rows(model, mine, ignore_conflicts=model is CallSession)
+        model.objects.bulk_create(django)
+        assert written(model, ours[0]) == written(model, theirs[0]), model.__name__
+    # One time per insert, on every stamp of every row, in the table as on the instances.
+    for model, mine in zip(_MODELS, ours, strict=True):
+        stamps = [f.attname for f in model._meta.concrete_fields if f.attname in _STAMPS]
+        lookup = {"pk__in": [row.pk for row in mine]} if model is CallSession else {"session__in": ours[0]}
+        in_table = {value for row in model.objects.filter(**lookup).values_list(*stamps) for value in row}
+        on_rows = {getattr(row, name) for row in mine for name in stamps}
+        assert in_table == on_rows, model.__name__
+        if connection.vendor != "postgresql":  # there it is Django's bulk_create: a clock reading per row
+            assert len(on_rows) == 1, model.__name__
