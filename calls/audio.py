@@ -157,15 +157,15 @@ class _Windows:
             high = rows.max(axis=1).astype(np.float64) - offset
             low = rows.min(axis=1).astype(np.float64) - offset
             self.peaks.append(np.maximum(high, -low) / scale)
-        squares = np.empty((rows.shape[0], channels))
-        for c in range(channels):
-            # float32 is five times faster here than float64 and exact enough: a 50 ms window holds at most a few
-            # thousand samples, so its sum of squares keeps about seven significant digits.
-            side = (data[c::channels] if channels > 1 else data).astype(np.float32)
-            if offset:
-                side -= offset
-            side = side.reshape(-1, window)
-            squares[:, c] = np.einsum("ij,ij->i", side, side)
+        # float32 is five times faster here than float64 and exact enough: a 50 ms window holds at most a few
+        # thousand samples, so its sum of squares keeps about seven significant digits.
+        planes = data.astype(np.float32).reshape(-1, window, channels)
+        if offset:
+            planes -= offset
+        # (windows, channels, window): each channel's samples of a window side by side.
+        planes = np.ascontiguousarray(planes.transpose(0, 2, 1)) if channels > 1 else planes.reshape(-1, 1, window)
+        # A dot product per window and channel, batched (BLAS): half the time of einsum or of squaring and summing.
+        squares = np.matmul(planes[:, :, None, :], planes[:, :, :, None]).reshape(-1, channels).astype(np.float64)
         self.squares.append(squares / (scale * scale) if scale != 1 else squares)
 
     def waveform(self) -> list[float]:
